@@ -1,0 +1,1439 @@
+/* SQLite storage backend: a fixed pool of connections, prepared statements cached per connection.
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sqlite3.h>
+#include "core/log.h"
+#include "core/timeutil.h"
+#include "store/backend.h"
+#include "store/migrations.h"
+
+/*
+ * Durability: WAL with synchronous=NORMAL. A commit is appended to the WAL and the WAL is fsynced
+ * only at checkpoints, so a committed transaction survives the hark process crashing or being
+ * killed (the data is in the OS page cache and the WAL is replayed at next open), but the last
+ * transactions before a power loss or kernel crash may be rolled back. The database is never
+ * corrupted either way. That is the right trade for transcripts (the live copy is on the bus and
+ * segments are re-put) and it keeps writes from waiting on fsync.
+ *
+ * Threads: each connection is used by one thread at a time (the pool hands it out), so
+ * connections are opened with SQLITE_OPEN_NOMUTEX. WAL lets readers run beside the single writer;
+ * writers serialise on SQLite's lock, waiting up to busy_timeout.
+ */
+
+#define BUSY_TIMEOUT_MS 5000
+#define MOD "store"
+
+/* Only these two statuses end a meeting; must match hk_meeting_status_terminal() and the partial
+ * indexes in migrations.c, textually, so the planner can use that index for active lookups. */
+#define ACTIVE_WHERE "status NOT IN ('completed','failed')"
+
+#define USER_COLS "id, email, name, max_concurrent_bots, data, created_at"
+#define TOKEN_COLS "id, user_id, created_at, last_used_at"
+#define MEETING_COLS                                                                               \
+    "id, user_id, platform, native_meeting_id, status, start_time, end_time, created_at, "         \
+    "updated_at, data, config"
+#define SEGMENT_COLS                                                                               \
+    "segment_id, meeting_id, session_id, \"start\", \"end\", text, speaker, language, "            \
+    "created_at, "                                                                                 \
+    "updated_at"
+
+enum {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_PING,
+    ST_USER_GET,
+    ST_USER_GET_EMAIL,
+    ST_USER_INSERT,
+    ST_USER_LIST,
+    ST_USER_UPDATE,
+    ST_TOKEN_INSERT,
+    ST_TOKEN_GET,
+    ST_TOKEN_LIST,
+    ST_TOKEN_DELETE,
+    ST_TOKEN_LOOKUP,
+    ST_TOKEN_TOUCH,
+    ST_MEETING_COUNT_ACTIVE,
+    ST_MEETING_ACTIVE_DUP,
+    ST_MEETING_INSERT,
+    ST_MEETING_GET,
+    ST_MEETING_STATUS,
+    ST_MEETING_FIND,
+    ST_MEETING_LIST,
+    ST_MEETING_LIST_ACTIVE,
+    ST_MEETING_LIST_ACTIVE_ALL,
+    ST_MEETING_SET_DATA,
+    ST_MEETING_SET_STATUS,
+    ST_MEETING_PURGE,
+    ST_SEGMENTS_DELETE,
+    ST_SESSIONS_DELETE,
+    ST_SESSION_INSERT,
+    ST_SESSION_END,
+    ST_SEGMENT_UPSERT,
+    ST_SEGMENT_LIST,
+    ST_SEGMENT_COUNT,
+    ST_COUNT
+};
+
+static const char *const sql_text[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    /* Touches a real table, so a missing or unreadable schema fails the readiness check. */
+    [ST_PING] = "SELECT 1 FROM users LIMIT 1",
+
+    [ST_USER_GET] = "SELECT " USER_COLS " FROM users WHERE id = ?1",
+    /* users.email is COLLATE NOCASE, so '=' compares case-insensitively and uses the index. */
+    [ST_USER_GET_EMAIL] = "SELECT " USER_COLS " FROM users WHERE email = ?1",
+    [ST_USER_INSERT] = "INSERT INTO users (email, name, max_concurrent_bots, data, created_at)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_USER_LIST] = "SELECT " USER_COLS " FROM users ORDER BY id LIMIT ?1 OFFSET ?2",
+    [ST_USER_UPDATE] = "UPDATE users SET name = coalesce(?2, name),"
+                       " max_concurrent_bots = CASE WHEN ?3 >= 0 THEN ?3"
+                       " ELSE max_concurrent_bots END,"
+                       " data = coalesce(?4, data) WHERE id = ?1",
+
+    [ST_TOKEN_INSERT] = "INSERT INTO api_tokens (user_id, token_hash, created_at)"
+                        " VALUES (?1, ?2, ?3)",
+    [ST_TOKEN_GET] = "SELECT " TOKEN_COLS " FROM api_tokens WHERE id = ?1",
+    [ST_TOKEN_LIST] = "SELECT " TOKEN_COLS " FROM api_tokens WHERE user_id = ?1 ORDER BY id",
+    [ST_TOKEN_DELETE] = "DELETE FROM api_tokens WHERE id = ?1 RETURNING user_id",
+    [ST_TOKEN_LOOKUP] = "SELECT user_id, id FROM api_tokens WHERE token_hash = ?1",
+    [ST_TOKEN_TOUCH] = "UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1",
+
+    [ST_MEETING_COUNT_ACTIVE] =
+        "SELECT count(*) FROM meetings WHERE user_id = ?1 AND " ACTIVE_WHERE,
+    [ST_MEETING_ACTIVE_DUP] = "SELECT id FROM meetings WHERE user_id = ?1 AND platform = ?2"
+                              " AND native_meeting_id = ?3 AND " ACTIVE_WHERE,
+    [ST_MEETING_INSERT] =
+        "INSERT INTO meetings (user_id, platform, native_meeting_id, status, start_time,"
+        " end_time, data, config, created_at, updated_at)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+    [ST_MEETING_GET] = "SELECT " MEETING_COLS " FROM meetings WHERE id = ?1"
+                       " AND (?2 < 0 OR user_id = ?2)",
+    [ST_MEETING_STATUS] = "SELECT status FROM meetings WHERE id = ?1",
+    [ST_MEETING_FIND] = "SELECT " MEETING_COLS " FROM meetings WHERE user_id = ?1"
+                        " AND platform = ?2 AND native_meeting_id = ?3 ORDER BY id DESC LIMIT 1",
+    /* before_id is always bound (INT64_MAX for "no cursor") so the index range scan starts at the
+     * cursor instead of filtering every newer row. */
+    [ST_MEETING_LIST] = "SELECT " MEETING_COLS " FROM meetings WHERE user_id = ?1 AND id < ?2"
+                        " ORDER BY id DESC LIMIT ?3",
+    [ST_MEETING_LIST_ACTIVE] = "SELECT " MEETING_COLS " FROM meetings WHERE user_id = ?1"
+                               " AND " ACTIVE_WHERE " ORDER BY id",
+    [ST_MEETING_LIST_ACTIVE_ALL] =
+        "SELECT " MEETING_COLS " FROM meetings WHERE " ACTIVE_WHERE " ORDER BY id",
+    [ST_MEETING_SET_DATA] = "UPDATE meetings SET data = ?2, updated_at = ?3 WHERE id = ?1",
+    [ST_MEETING_SET_STATUS] = "UPDATE meetings SET status = ?3, data = coalesce(?4, data),"
+                              " start_time = CASE WHEN ?5 != 0 THEN ?5 ELSE start_time END,"
+                              " end_time = CASE WHEN ?6 != 0 THEN ?6 ELSE end_time END,"
+                              " updated_at = ?7 WHERE id = ?1 AND status = ?2",
+    [ST_MEETING_PURGE] = "UPDATE meetings SET data = ?2, config = '{}', updated_at = ?3"
+                         " WHERE id = ?1",
+    [ST_SEGMENTS_DELETE] = "DELETE FROM segments WHERE meeting_id = ?1",
+    [ST_SESSIONS_DELETE] = "DELETE FROM meeting_sessions WHERE meeting_id = ?1",
+
+    [ST_SESSION_INSERT] = "INSERT INTO meeting_sessions (meeting_id, uid, started_at)"
+                          " VALUES (?1, ?2, ?3)",
+    [ST_SESSION_END] = "UPDATE meeting_sessions SET ended_at = ?2 WHERE id = ?1",
+    /* created_at is not in the update list: it stays the time of the first put. */
+    [ST_SEGMENT_UPSERT] =
+        "INSERT INTO segments (" SEGMENT_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        " ON CONFLICT(segment_id) DO UPDATE SET meeting_id = excluded.meeting_id,"
+        " session_id = excluded.session_id, \"start\" = excluded.\"start\","
+        " \"end\" = excluded.\"end\", text = excluded.text, speaker = excluded.speaker,"
+        " language = excluded.language, updated_at = excluded.updated_at",
+    [ST_SEGMENT_LIST] = "SELECT " SEGMENT_COLS " FROM segments WHERE meeting_id = ?1"
+                        " ORDER BY \"start\", segment_id",
+    [ST_SEGMENT_COUNT] = "SELECT count(*) FROM segments WHERE meeting_id = ?1",
+};
+
+typedef struct conn_s {
+    sqlite3 *db;
+    sqlite3_stmt *st[ST_COUNT]; /* prepared on first use, kept until close */
+    struct conn_s *next_free;   /* pool free list link; only touched under pool.mu */
+} conn_t;
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* signalled when a connection returns to the free list */
+    conn_t *free_list; /* guarded by mu */
+    conn_t *conns;     /* immutable after open */
+    int nconns;
+    bool ready; /* fully opened and migrated: only then is PRAGMA optimize worth running */
+} sqlite_store_t;
+
+/* ---- errors ---- */
+
+/* Logs a failed SQLite call with the operation and maps the code: unique violations become
+ * HK_ECONFLICT, missing parents (foreign keys) HK_ENOTFOUND, the rest HK_ESTORE. */
+static int db_error(conn_t *c, const char *op, int rc)
+{
+    int ext = sqlite3_extended_errcode(c->db);
+    int mapped = HK_ESTORE;
+    if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+        if (ext == SQLITE_CONSTRAINT_UNIQUE || ext == SQLITE_CONSTRAINT_PRIMARYKEY)
+            mapped = HK_ECONFLICT;
+        else if (ext == SQLITE_CONSTRAINT_FOREIGNKEY)
+            mapped = HK_ENOTFOUND;
+    } else if ((rc & 0xff) == SQLITE_NOMEM) {
+        mapped = HK_ENOMEM;
+    }
+    char q[512];
+    hk_log_write(mapped == HK_ESTORE ? HK_LOG_ERROR : HK_LOG_WARN, MOD, "op=%s rc=%d ext=%d err=%s",
+                 op, rc, ext, hk_log_quote(q, sizeof(q), sqlite3_errmsg(c->db)));
+    return mapped;
+}
+
+/* ---- statements ---- */
+
+/* The connection's cached statement `id`, prepared on first use; NULL after logging on failure. */
+static sqlite3_stmt *stmt(conn_t *c, int id, const char *op)
+{
+    if (c->st[id] == NULL) {
+        int rc = sqlite3_prepare_v3(c->db, sql_text[id], -1, SQLITE_PREPARE_PERSISTENT, &c->st[id],
+                                    NULL);
+        if (rc != SQLITE_OK) {
+            db_error(c, op, rc);
+            c->st[id] = NULL;
+        }
+    }
+    return c->st[id];
+}
+
+/* Makes a statement reusable: must run before the next use and before bound input is freed. */
+static void done(sqlite3_stmt *st)
+{
+    if (st != NULL) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+}
+
+/* Returns SQLITE_ROW or SQLITE_DONE, or a logged HK_E* code (negative). */
+static int step(conn_t *c, sqlite3_stmt *st, const char *op)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+        return rc;
+    return db_error(c, op, rc);
+}
+
+/* Binding helpers return true on success; on failure the caller logs via db_error with the
+ * connection's current error. Text is copied (TRANSIENT) so callers may free their input at once.
+ */
+static bool bind_i64(sqlite3_stmt *st, int i, int64_t v)
+{
+    return sqlite3_bind_int64(st, i, v) == SQLITE_OK;
+}
+
+/* 0 means "unset" in the structs and NULL in the columns. */
+static bool bind_time(sqlite3_stmt *st, int i, int64_t v)
+{
+    return (v == 0 ? sqlite3_bind_null(st, i) : sqlite3_bind_int64(st, i, v)) == SQLITE_OK;
+}
+
+static bool bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    return (s == NULL ? sqlite3_bind_null(st, i)
+                      : sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT)) == SQLITE_OK;
+}
+
+static bool bind_double(sqlite3_stmt *st, int i, double v)
+{
+    return sqlite3_bind_double(st, i, v) == SQLITE_OK;
+}
+
+/* Binds a JSON object as compact text, or NULL (the statements treat NULL as "keep" or use their
+ * own default). Fails on allocation failure. */
+static bool bind_json(sqlite3_stmt *st, int i, const json_t *j)
+{
+    if (j == NULL)
+        return sqlite3_bind_null(st, i) == SQLITE_OK;
+    char *text = json_dumps(j, JSON_COMPACT);
+    if (text == NULL)
+        return false;
+    bool ok = sqlite3_bind_text(st, i, text, -1, SQLITE_TRANSIENT) == SQLITE_OK;
+    free(text);
+    return ok;
+}
+
+/* Error for a failed bind: SQLite's message when it set one, else our own allocation failure. */
+static int bind_error(conn_t *c, const char *op)
+{
+    int rc = sqlite3_errcode(c->db);
+    if (rc == SQLITE_OK || rc == SQLITE_ROW || rc == SQLITE_DONE) {
+        hk_log_error(MOD, "op=%s err=\"binding a parameter failed (out of memory)\"", op);
+        return HK_ENOMEM;
+    }
+    return db_error(c, op, rc);
+}
+
+/* ---- column readers ---- */
+
+/* Copies a text column; *ok turns false on allocation failure. SQL NULL gives NULL. */
+static char *col_text(sqlite3_stmt *st, int i, bool *ok)
+{
+    if (sqlite3_column_type(st, i) == SQLITE_NULL)
+        return NULL;
+    const unsigned char *t = sqlite3_column_text(st, i);
+    if (t == NULL) {
+        *ok = false;
+        return NULL;
+    }
+    size_t len = (size_t)sqlite3_column_bytes(st, i);
+    char *s = malloc(len + 1);
+    if (s == NULL) {
+        *ok = false;
+        return NULL;
+    }
+    memcpy(s, t, len);
+    s[len] = '\0';
+    return s;
+}
+
+/* Parses a JSON column into an object. A value that is not a JSON object (hand-edited, damaged)
+ * is logged and read as {}: one bad row must not make a meeting or user unreadable. */
+static json_t *col_json(sqlite3_stmt *st, int i, const char *table, int64_t id, bool *ok)
+{
+    const char *t = (const char *)sqlite3_column_text(st, i);
+    size_t len = (size_t)sqlite3_column_bytes(st, i);
+    json_t *j = NULL;
+    if (t != NULL) {
+        json_error_t jerr;
+        j = json_loadb(t, len, JSON_REJECT_DUPLICATES, &jerr);
+        if (j == NULL || !json_is_object(j)) {
+            char q[256];
+            hk_log_warn(MOD, "op=read table=%s id=%" PRId64 " column=%s err=%s", table, id,
+                        sqlite3_column_name(st, i),
+                        hk_log_quote(q, sizeof(q), j ? "not a JSON object" : jerr.text));
+            json_decref(j);
+            j = NULL;
+        }
+    }
+    if (j == NULL)
+        j = json_object();
+    if (j == NULL)
+        *ok = false;
+    return j;
+}
+
+static int read_user(sqlite3_stmt *st, hk_user_t *u)
+{
+    bool ok = true;
+    u->id = sqlite3_column_int64(st, 0);
+    u->email = col_text(st, 1, &ok);
+    u->name = col_text(st, 2, &ok);
+    u->max_concurrent_bots = sqlite3_column_int(st, 3);
+    u->data = col_json(st, 4, "users", u->id, &ok);
+    u->created_at = sqlite3_column_int64(st, 5);
+    if (!ok || u->email == NULL) {
+        hk_user_dispose(u);
+        return HK_ENOMEM;
+    }
+    return 0;
+}
+
+static void read_token(sqlite3_stmt *st, hk_token_t *t)
+{
+    t->id = sqlite3_column_int64(st, 0);
+    t->user_id = sqlite3_column_int64(st, 1);
+    t->created_at = sqlite3_column_int64(st, 2);
+    t->last_used_at = sqlite3_column_int64(st, 3);
+}
+
+static int read_meeting(sqlite3_stmt *st, hk_meeting_t *m)
+{
+    bool ok = true;
+    m->id = sqlite3_column_int64(st, 0);
+    m->user_id = sqlite3_column_int64(st, 1);
+    m->platform = col_text(st, 2, &ok);
+    m->native_meeting_id = col_text(st, 3, &ok);
+    m->status = col_text(st, 4, &ok);
+    m->start_time = sqlite3_column_int64(st, 5);
+    m->end_time = sqlite3_column_int64(st, 6);
+    m->created_at = sqlite3_column_int64(st, 7);
+    m->updated_at = sqlite3_column_int64(st, 8);
+    m->data = col_json(st, 9, "meetings", m->id, &ok);
+    m->config = col_json(st, 10, "meetings", m->id, &ok);
+    if (!ok || !m->platform || !m->native_meeting_id || !m->status) {
+        hk_meeting_dispose(m);
+        return HK_ENOMEM;
+    }
+    return 0;
+}
+
+static int read_segment(sqlite3_stmt *st, hk_segment_t *g)
+{
+    bool ok = true;
+    g->segment_id = col_text(st, 0, &ok);
+    g->meeting_id = sqlite3_column_int64(st, 1);
+    g->session_id = sqlite3_column_int64(st, 2);
+    g->start = sqlite3_column_double(st, 3);
+    g->end = sqlite3_column_double(st, 4);
+    g->text = col_text(st, 5, &ok);
+    g->speaker = col_text(st, 6, &ok);
+    g->language = col_text(st, 7, &ok);
+    g->created_at = sqlite3_column_int64(st, 8);
+    g->updated_at = sqlite3_column_int64(st, 9);
+    if (!ok || !g->segment_id || !g->text) {
+        hk_segment_dispose(g);
+        return HK_ENOMEM;
+    }
+    return 0;
+}
+
+/* Runs a bound SELECT expected to return at most one row, reading it with `read`.
+ * HK_ENOTFOUND when there is none. Leaves the statement reset. */
+static int fetch_one(conn_t *c, sqlite3_stmt *st, const char *op,
+                     int (*read)(sqlite3_stmt *, void *), void *out)
+{
+    int rc = step(c, st, op);
+    if (rc == SQLITE_ROW)
+        rc = read(st, out);
+    else if (rc == SQLITE_DONE)
+        rc = HK_ENOTFOUND;
+    done(st);
+    return rc;
+}
+
+/* Adapters so fetch_one/fetch_all can take the typed readers. */
+static int read_user_v(sqlite3_stmt *st, void *p)
+{
+    return read_user(st, p);
+}
+
+static int read_meeting_v(sqlite3_stmt *st, void *p)
+{
+    return read_meeting(st, p);
+}
+
+static int read_segment_v(sqlite3_stmt *st, void *p)
+{
+    return read_segment(st, p);
+}
+
+static int read_token_v(sqlite3_stmt *st, void *p)
+{
+    read_token(st, p);
+    return 0;
+}
+
+/* Runs a bound SELECT and collects every row into a malloc'd array of `size`-byte elements
+ * (NULL when empty). On failure disposes the rows read so far with `dispose_all` and returns the
+ * error. Leaves the statement reset. */
+static int fetch_all(conn_t *c, sqlite3_stmt *st, const char *op, size_t size,
+                     int (*read)(sqlite3_stmt *, void *), void (*dispose_all)(void *, size_t),
+                     void **out, size_t *n)
+{
+    char *v = NULL;
+    size_t len = 0, cap = 0;
+    int rc;
+    while ((rc = step(c, st, op)) == SQLITE_ROW) {
+        if (len == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            char *nv = realloc(v, ncap * size);
+            if (nv == NULL) {
+                rc = HK_ENOMEM;
+                break;
+            }
+            v = nv;
+            cap = ncap;
+        }
+        memset(v + len * size, 0, size);
+        rc = read(st, v + len * size);
+        if (rc != 0)
+            break;
+        len++;
+    }
+    done(st);
+    if (rc != SQLITE_DONE) {
+        dispose_all(v, len);
+        return rc < 0 ? rc : HK_ESTORE;
+    }
+    if (len == 0) {
+        free(v);
+        v = NULL;
+    }
+    *out = v;
+    *n = len;
+    return 0;
+}
+
+static void free_users_v(void *v, size_t n)
+{
+    hk_store_free_users(v, n);
+}
+
+static void free_meetings_v(void *v, size_t n)
+{
+    hk_store_free_meetings(v, n);
+}
+
+static void free_segments_v(void *v, size_t n)
+{
+    hk_store_free_segments(v, n);
+}
+
+static void free_plain_v(void *v, size_t n)
+{
+    HK_UNUSED(n);
+    free(v);
+}
+
+/* ---- pool ---- */
+
+/* Blocks until a connection is free. The pool is sized by configuration: a caller that waits here
+ * is simply queued behind the others, never failed. */
+static conn_t *acquire(sqlite_store_t *S)
+{
+    pthread_mutex_lock(&S->mu);
+    while (S->free_list == NULL)
+        pthread_cond_wait(&S->cv, &S->mu);
+    conn_t *c = S->free_list;
+    S->free_list = c->next_free;
+    pthread_mutex_unlock(&S->mu);
+    return c;
+}
+
+static void release(sqlite_store_t *S, conn_t *c)
+{
+    pthread_mutex_lock(&S->mu);
+    c->next_free = S->free_list;
+    S->free_list = c;
+    pthread_cond_signal(&S->cv);
+    pthread_mutex_unlock(&S->mu);
+}
+
+/* ---- transactions ---- */
+
+static int run_simple(conn_t *c, int id, const char *op)
+{
+    sqlite3_stmt *st = stmt(c, id, op);
+    if (st == NULL)
+        return HK_ESTORE;
+    int rc = step(c, st, op);
+    done(st);
+    return rc < 0 ? rc : 0;
+}
+
+/* BEGIN IMMEDIATE takes the write lock up front: read-then-write sequences (limit checks, CAS)
+ * cannot interleave with another writer, and lock waits happen here under busy_timeout instead
+ * of failing with SQLITE_BUSY halfway through (a deferred transaction cannot upgrade safely). */
+static int tx_begin(conn_t *c, const char *op)
+{
+    return run_simple(c, ST_BEGIN, op);
+}
+
+/* Commits when rc is 0, otherwise rolls back; returns rc or the commit failure. */
+static int tx_end(conn_t *c, int rc, const char *op)
+{
+    if (rc == 0) {
+        rc = run_simple(c, ST_COMMIT, op);
+        if (rc == 0)
+            return 0;
+    }
+    /* Some errors (I/O, full disk, busy) make SQLite roll back by itself; ROLLBACK would then fail
+     * with "no transaction is active", so only issue it while a transaction is open. */
+    if (!sqlite3_get_autocommit(c->db))
+        run_simple(c, ST_ROLLBACK, op);
+    return rc;
+}
+
+/* ---- connection setup ---- */
+
+static int exec_pragma(sqlite3 *db, const char *sql, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK)
+        return 0;
+    snprintf(err, errlen, "%s failed: %s", sql, msg ? msg : sqlite3_errmsg(db));
+    hk_log_error(MOD, "op=open sql=\"%s\" err=\"%s\"", sql, msg ? msg : sqlite3_errmsg(db));
+    sqlite3_free(msg);
+    return HK_ESTORE;
+}
+
+/* journal_mode answers with the mode in effect, which is not WAL on filesystems that cannot do
+ * it (no shared memory); refuse to run then rather than silently lose concurrency. */
+static int set_wal(sqlite3 *db, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+    bool wal = false;
+    if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+        const char *mode = (const char *)sqlite3_column_text(st, 0);
+        wal = mode != NULL && strcmp(mode, "wal") == 0;
+    }
+    sqlite3_finalize(st);
+    if (!wal) {
+        snprintf(err, errlen, "cannot enable WAL journal mode: %s", sqlite3_errmsg(db));
+        hk_log_error(MOD, "op=open err=\"cannot enable WAL journal mode: %s\"", sqlite3_errmsg(db));
+        return HK_ESTORE;
+    }
+    return 0;
+}
+
+static int conn_open(conn_t *c, const char *path, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof(*c));
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    int rc = sqlite3_open_v2(path, &c->db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        const char *msg = c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc);
+        snprintf(err, errlen, "cannot open database \"%s\": %s", path, msg);
+        hk_log_error(MOD, "op=open path=\"%s\" err=\"%s\"", path, msg);
+        return HK_ESTORE;
+    }
+    sqlite3_extended_result_codes(c->db, 1);
+    sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
+    if (set_wal(c->db, err, errlen) != 0 ||
+        exec_pragma(c->db, "PRAGMA synchronous=NORMAL", err, errlen) != 0 ||
+        exec_pragma(c->db, "PRAGMA foreign_keys=ON", err, errlen) != 0)
+        return HK_ESTORE;
+    return 0;
+}
+
+static void conn_close(conn_t *c)
+{
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(c->st[i]);
+    sqlite3_close(c->db); /* everything is finalised, so this cannot be refused */
+    memset(c, 0, sizeof(*c));
+}
+
+static void sq_close(void *impl)
+{
+    sqlite_store_t *S = impl;
+    if (S == NULL)
+        return;
+    /* SQLite's advice for long-lived databases: refresh planner statistics where they went stale,
+     * once, at close. Failure only means older statistics. */
+    if (S->ready)
+        sqlite3_exec(S->conns[0].db, "PRAGMA optimize", NULL, NULL, NULL);
+    for (int i = 0; i < S->nconns; i++)
+        conn_close(&S->conns[i]);
+    free(S->conns);
+    pthread_cond_destroy(&S->cv);
+    pthread_mutex_destroy(&S->mu);
+    free(S);
+}
+
+/* ---- operations ---- */
+
+static int sq_ping(void *impl)
+{
+    sqlite_store_t *S = impl;
+    conn_t *c = acquire(S);
+    int rc = run_simple(c, ST_PING, "ping");
+    release(S, c);
+    return rc;
+}
+
+/* Reads the user `id` on an acquired connection (inside or outside a transaction). */
+static int user_get_c(conn_t *c, int64_t id, hk_user_t *out, const char *op)
+{
+    sqlite3_stmt *st = stmt(c, ST_USER_GET, op);
+    if (st == NULL)
+        return HK_ESTORE;
+    if (!bind_i64(st, 1, id)) {
+        int rc = bind_error(c, op);
+        done(st);
+        return rc;
+    }
+    return fetch_one(c, st, op, read_user_v, out);
+}
+
+static int user_get_email_c(conn_t *c, const char *email, hk_user_t *out, const char *op)
+{
+    sqlite3_stmt *st = stmt(c, ST_USER_GET_EMAIL, op);
+    if (st == NULL)
+        return HK_ESTORE;
+    if (!bind_text(st, 1, email)) {
+        int rc = bind_error(c, op);
+        done(st);
+        return rc;
+    }
+    return fetch_one(c, st, op, read_user_v, out);
+}
+
+/* Runs a bound write statement to completion; returns 0 or a logged error. */
+static int exec_write(conn_t *c, sqlite3_stmt *st, const char *op)
+{
+    int rc = step(c, st, op);
+    done(st);
+    return rc < 0 ? rc : 0;
+}
+
+static int sq_user_upsert(void *impl, const char *email, const char *name, int max_bots,
+                          const json_t *data, hk_user_t *out, bool *created)
+{
+    static const char op[] = "user_upsert";
+    sqlite_store_t *S = impl;
+    conn_t *c = acquire(S);
+    int rc = tx_begin(c, op);
+    if (rc == 0) {
+        /* Under the write lock nobody can insert the same email between this read and the
+         * insert, so the unique index never fires here in practice. */
+        rc = user_get_email_c(c, email, out, op);
+        if (rc == HK_ENOTFOUND) {
+            sqlite3_stmt *st = stmt(c, ST_USER_INSERT, op);
+            rc = HK_ESTORE;
+            if (st != NULL) {
+                json_t *empty = data ? NULL : json_object();
+                if (!bind_text(st, 1, email) || !bind_text(st, 2, name) ||
+                    !bind_i64(st, 3, max_bots) || !bind_json(st, 4, data ? data : empty) ||
+                    !bind_i64(st, 5, hk_time_now_ms())) {
+                    rc = bind_error(c, op);
+                    done(st);
+                } else {
+                    rc = exec_write(c, st, op);
+                }
+                json_decref(empty);
+            }
+            if (rc == 0)
+                rc = user_get_c(c, sqlite3_last_insert_rowid(c->db), out, op);
+            if (rc == 0)
+                *created = true;
+        }
+        rc = tx_end(c, rc, op);
+    }
+    release(S, c);
+    if (rc != 0)
+        hk_user_dispose(out);
+    return rc;
+}
+
+static int sq_user_get(void *impl, int64_t id, hk_user_t *out)
+{
+    sqlite_store_t *S = impl;
+    conn_t *c = acquire(S);
+    int rc = user_get_c(c, id, out, "user_get");
+    release(S, c);
+    return rc;
+}
+
+static int sq_user_get_by_email(void *impl, const char *email, hk_user_t *out)
+{
+    sqlite_store_t *S = impl;
+    conn_t *c = acquire(S);
+    int rc = user_get_email_c(c, email, out, "user_get_by_email");
+    release(S, c);
+    return rc;
+}
+
+static int sq_user_list(void *impl, int limit, int offset, hk_user_t **out, size_t *n)
+{
+    static const char op[] = "user_list";
+    sqlite_store_t *S = impl;
+    conn_t *c = acquire(S);
+    sqlite3_stmt *st = stmt(c, ST_USER_LIST, op);
+    int rc = HK_ESTORE;
+    if (st != NULL) {
+        /* A negative LIMIT means "no limit" to SQLite, which is what a negative limit means here.
+         */
+        if (!bind_i64(st, 1, limit) || !bind_i64(st, 2, offset)) {
+            rc = bind_error(c, op);
+            done(st);
+        } else {
+            rc =
+                fetch_all(c, st, op, sizeof(hk_user_t), read_user_v, free_users_v, (void **)out, n);
+        }
+    }
+    release(S, c);
+    return rc;
+}
+
+static int sq_user_update(void *impl, int64_t id, const char *name, int max_bots,
+                          const json_t *data, hk_user_t *out)
+{
+    static const char op[] = "user_update";
+    sqlite_store_t *S = impl;
+    conn_t *c = acquire(S);
+    int rc = tx_begin(c, op);
+    if (rc == 0) {
+        sqlite3_stmt *st = stmt(c, ST_USER_UPDATE, op);
+        rc = HK_ESTORE;
+        if (st != NULL) {
+            if (!bind_i64(st, 1, id) || !bind_text(st, 2, name) || !bind_i64(st, 3, max_bots) ||
+                !bind_json(st, 4, data)) {
+                rc = bind_error(c, op);
+                done(st);
+            } else {
+                rc = exec_write(c, st, op);
+            }
+        }
+        if (rc == 0 && sqlite3_changes(c->db) == 0)
+            rc = HK_ENOTFOUND;
+        if (rc == 0)
+            rc = user_get_c(c, id, out, op);
+        rc = tx_end(c, rc, op);
+    }
+    release(S, c);
+    if (rc != 0)
+        hk_user_dispose(out);
+    return rc;
+}
+
+static int sq_token_create(void *impl, int64_t user_id, const char *hash_hex, hk_token_t *out)
+{
+    static const char op[] = "token_create";
+    sqlite_store_t *S = impl;
+    conn_t *c = acquire(S);
+    int rc = tx_begin(c, op);
+    if (rc == 0) {
+        sqlite3_stmt *st = stmt(c, ST_TOKEN_INSERT, op);
+        rc = HK_ESTORE;
+        if (st != NULL) {
+            /* An unknown user_id fails the foreign key (→ HK_ENOTFOUND); a digest already stored
+             * fails the unique index (→ HK_ECONFLICT). */
+            if (!bind_i64(st, 1, user_id) || !bind_text(st, 2, hash_hex) ||
+                !bind_i64(st, 3, hk_time_now_ms())) {
+                rc = bind_error(c, op);
+                done(st);
+            } else {
+                rc = exec_write(c, st, op);
+            }
+        }
+        if (rc == 0) {
+            st = stmt(c, ST_TOKEN_GET, op);
+            rc = HK_ESTORE;
+            if (st != NULL) {
+                if (!bind_i64(st, 1, sqlite3_last_insert_rowid(c->db))) {
+                    rc = bind_error(c, op);
+                    done(st);
+                } else {
+                    rc = fetch_one(c, st, op, read_token_v, out);
+                }
+            }
+        }
+        rc = tx_end(c, rc, op);
+    }
+    release(S, c);
+    return rc;
+}
+
+static int sq_token_list(void *impl, int64_t user_id, hk_token_t **out, size_t *n)
+{
+    static const char op[] = "token_list";
+    sqlite_store_t *S = impl;
+    conn_t *c = acquire(S);
+    sqlite3_stmt *st = stmt(c, ST_TOKEN_LIST, op);
+    int rc = HK_ESTORE;
+    if (st != NULL) {
+        if (!bind_i64(st, 1, user_id)) {
+            rc = bind_error(c, op);
+            done(st);
+        } else {
+            rc = fetch_all(c, st, op, sizeof(hk_token_t), read_token_v, free_plain_v, (void **)out,
+                           n);
+        }
+    }
+    release(S, c);
+    return rc;
+}
+
+static int sq_token_delete(void *impl, int64_t token_id, int64_t *user_id_out)
+{
+    static const char op[] = "token_delete";
+    sqlite_store_t *S = impl;
+    conn_t *c = acquire(S);
+    int rc = tx_begin(c, op);
+    if (rc == 0) {
+        sqlite3_stmt *st = stmt(c, ST_TOKEN_DELETE, op);
+        rc = HK_ESTORE;
+        if (st != NULL) {
+            if (!bind_i64(st, 1, token_id)) {
+                rc = bind_error(c, op);
+            } else {
+                rc = step(c, st, op);
+                if (rc == SQLITE_ROW) {
+                    *user_id_out = sqlite3_column_int64(st, 0);
+                    /* RETURNING rows are produced before the statement completes: step to the
+                     * end so the delete is finished before COMMIT. */
+                    rc = step(c, st, op);
+                    rc = rc == SQLITE_DONE ? 0 : rc;
+                } else if (rc == SQLITE_DONE) {
+                    rc = HK_ENOTFOUND;
+                }
+            }
+            done(st);
+        }
+        rc = tx_end(c, rc, op);
+    }
+    release(S, c);
+    return rc;
+}
+
+static int sq_token_lookup(void *impl, const char *hash_hex, int64_t *user_id, int64_t *token_id)
+{
+    static const char op[] = "token_lookup";
+    sqlite_store_t *S = impl;
+    conn_t *c = acquire(S);
+    sqlite3_stmt *st = stmt(c, ST_TOKEN_LOOKUP, op);
+    int rc = HK_ESTORE;
+    if (st != NULL) {
+        if (!bind_text(st, 1, hash_hex)) {
+            rc = bind_error(c, op);
+        } else {
+            rc = step(c, st, op);
+            if (rc == SQLITE_ROW) {
+                *user_id = sqlite3_column_int64(st, 0);
+                *token_id = sqlite3_column_int64(st, 1);
+                rc = 0;
+            } else if (rc == SQLITE_DONE) {
+                rc = HK_ENOTFOUND;
+            }
+        }
+        done(st);
+    }
+    release(S, c);
+    return rc;
+}
+
+/* Runs a single-statement write (id bound to ?1, int64 value to ?2) in its own transaction;
+ * HK_ENOTFOUND when no row matched. */
+static int update_by_id(sqlite_store_t *S, int id_stmt, int64_t id, int64_t value, const char *op)
+{
+    conn_t *c = acquire(S);
+    int rc = tx_begin(c, op);
+    if (rc == 0) {
+        sqlite3_stmt *st = stmt(c, id_stmt, op);
+        rc = HK_ESTORE;
+        if (st != NULL) {
+            if (!bind_i64(st, 1, id) || !bind_i64(st, 2, value)) {
+                rc = bind_error(c, op);
+                done(st);
+            } else {
+                rc = exec_write(c, st, op);
+            }
+        }
+        if (rc == 0 && sqlite3_changes(c->db) == 0)
+            rc = HK_ENOTFOUND;
+        rc = tx_end(c, rc, op);
+    }
+    release(S, c);
+    return rc;
+}
+
+static int sq_token_touch(void *impl, int64_t token_id, int64_t at_ms)
+{
+    return update_by_id(impl, ST_TOKEN_TOUCH, token_id, at_ms ? at_ms : hk_time_now_ms(),
+                        "token_touch");
+}
+
+/* Reads meeting `id` (of user_id, or any user when negative) on an acquired connection. */
+static int meeting_get_c(conn_t *c, int64_t user_id, int64_t id, hk_meeting_t *out, const char *op)
+{
+    sqlite3_stmt *st = stmt(c, ST_MEETING_GET, op);
+    if (st == NULL)
+        return HK_ESTORE;
+    if (!bind_i64(st, 1, id) || !bind_i64(st, 2, user_id)) {
+        int rc = bind_error(c, op);
+        done(st);
+        return rc;
+    }
+    return fetch_one(c, st, op, read_meeting_v, out);
+}
+
+/* Reads a single integer column of a bound one-row query (count(*), id). */
+static int fetch_i64(conn_t *c, sqlite3_stmt *st, const char *op, int64_t *v)
+{
+    int rc = step(c, st, op);
+    if (rc == SQLITE_ROW) {
+        *v = sqlite3_column_int64(st, 0);
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = HK_ENOTFOUND;
+    }
+    done(st);
+    return rc;
+}
+
+static int meeting_create_c(conn_t *c, const hk_meeting_t *in, int max_active, const char *op)
+{
+    /* Duplicate first: asking again for a meeting that is already running is a 409 even when the
+     * user is at the limit, which tells the client more than a 429 would. */
+    sqlite3_stmt *st = stmt(c, ST_MEETING_ACTIVE_DUP, op);
+    if (st == NULL)
+        return HK_ESTORE;
+    int64_t v = 0;
+    if (!bind_i64(st, 1, in->user_id) || !bind_text(st, 2, in->platform) ||
+        !bind_text(st, 3, in->native_meeting_id)) {
+        int rc = bind_error(c, op);
+        done(st);
+        return rc;
+    }
+    int rc = fetch_i64(c, st, op, &v);
+    if (rc == 0)
+        return HK_ECONFLICT;
+    if (rc != HK_ENOTFOUND)
+        return rc;
+
+    if (max_active >= 0 && !hk_meeting_status_terminal(in->status)) {
+        st = stmt(c, ST_MEETING_COUNT_ACTIVE, op);
+        if (st == NULL)
+            return HK_ESTORE;
+        if (!bind_i64(st, 1, in->user_id)) {
+            rc = bind_error(c, op);
+            done(st);
+            return rc;
+        }
+        rc = fetch_i64(c, st, op, &v);
+        if (rc != 0)
+            return rc;
+        if (v >= max_active)
+            return HK_ELIMIT;
+    }
+
+    st = stmt(c, ST_MEETING_INSERT, op);
+    if (st == NULL)
+        return HK_ESTORE;
+    json_t *empty = json_object();
+    if (empty == NULL || !bind_i64(st, 1, in->user_id) || !bind_text(st, 2, in->platform) ||
+        !bind_text(st, 3, in->native_meeting_id) || !bind_text(st, 4, in->status) ||
+        !bind_time(st, 5, in->start_time) || !bind_time(st, 6, in->end_time) ||
+        !bind_json(st, 7, in->data ? in->data : empty) ||
+        !bind_json(st, 8, in->config ? in->config : empty) || !bind_i64(st, 9, hk_time_now_ms())) {
+        rc = bind_error(c, op);
+        done(st);
+    } else {
+        rc = exec_write(c, st, op);
+    }
+    json_decref(empty);
+    return rc;
+}
+
+static int sq_meeting_create(void *impl, const hk_meeting_t *in, int max_active, hk_meeting_t *out)
+{
+    static const char op[] = "meeting_create";
+    sqlite_store_t *S = impl;
+    conn_t *c = acquire(S);
+    int rc = tx_begin(c, op);
+    if (rc == 0) {
+        rc = meeting_create_c(c, in, max_active, op);
+        if (rc == 0)
+            rc = meeting_get_c(c, -1, sqlite3_last_insert_rowid(c->db), out, op);
+        rc = tx_end(c, rc, op);
+    }
+    release(S, c);
+    if (rc != 0)
+        hk_meeting_dispose(out);
+    return rc;
+}
+
+static int sq_meeting_get(void *impl, int64_t user_id, int64_t id, hk_meeting_t *out)
+{
+    sqlite_store_t *S = impl;
+    conn_t *c = acquire(S);
+    int rc = meeting_get_c(c, user_id, id, out, "meeting_get");
+    release(S, c);
+    return rc;
+}
+
+static int sq_meeting_find(void *impl, int64_t user_id, const char *platform, const char *native_id,
+                           hk_meeting_t *out)
+{
+    static const char op[] = "meeting_find";
+    sqlite_store_t *S = impl;
+    conn_t *c = acquire(S);
+    sqlite3_stmt *st = stmt(c, ST_MEETING_FIND, op);
+    int rc = HK_ESTORE;
+    if (st != NULL) {
+        if (!bind_i64(st, 1, user_id) || !bind_text(st, 2, platform) ||
+            !bind_text(st, 3, native_id)) {
+            rc = bind_error(c, op);
+            done(st);
+        } else {
+            rc = fetch_one(c, st, op, read_meeting_v, out);
+        }
+    }
+    release(S, c);
+    return rc;
+}
+
+static int sq_meeting_list(void *impl, int64_t user_id, int limit, int64_t before_id,
+                           hk_meeting_t **out, size_t *n)
+{
+    static const char op[] = "meeting_list";
+    sqlite_store_t *S = impl;
+    conn_t *c = acquire(S);
+    sqlite3_stmt *st = stmt(c, ST_MEETING_LIST, op);
+    int rc = HK_ESTORE;
+    if (st != NULL) {
+        if (!bind_i64(st, 1, user_id) || !bind_i64(st, 2, before_id > 0 ? before_id : INT64_MAX) ||
+            !bind_i64(st, 3, limit)) {
+            rc = bind_error(c, op);
+            done(st);
+        } else {
+            rc = fetch_all(c, st, op, sizeof(hk_meeting_t), read_meeting_v, free_meetings_v,
+                           (void **)out, n);
+        }
+    }
+    release(S, c);
+    return rc;
+}
+
+static int sq_meeting_list_active(void *impl, int64_t user_id, hk_meeting_t **out, size_t *n)
+{
+    static const char op[] = "meeting_list_active";
+    sqlite_store_t *S = impl;
+    conn_t *c = acquire(S);
+    sqlite3_stmt *st =
+        stmt(c, user_id < 0 ? ST_MEETING_LIST_ACTIVE_ALL : ST_MEETING_LIST_ACTIVE, op);
+    int rc = HK_ESTORE;
+    if (st != NULL) {
+        if (user_id >= 0 && !bind_i64(st, 1, user_id)) {
+            rc = bind_error(c, op);
+            done(st);
+        } else {
+            rc = fetch_all(c, st, op, sizeof(hk_meeting_t), read_meeting_v, free_meetings_v,
+                           (void **)out, n);
+        }
+    }
+    release(S, c);
+    return rc;
+}
+
+/* Reads the meeting back after a write, when the caller asked for it. */
+static int reread(conn_t *c, int rc, int64_t id, hk_meeting_t *out, const char *op)
+{
+    if (rc == 0 && out != NULL)
+        rc = meeting_get_c(c, -1, id, out, op);
+    return rc;
+}
+
+static int sq_meeting_set_data(void *impl, int64_t id, const json_t *data, hk_meeting_t *out)
+{
+    static const char op[] = "meeting_set_data";
+    sqlite_store_t *S = impl;
+    conn_t *c = acquire(S);
+    int rc = tx_begin(c, op);
+    if (rc == 0) {
+        sqlite3_stmt *st = stmt(c, ST_MEETING_SET_DATA, op);
+        rc = HK_ESTORE;
+        if (st != NULL) {
+            if (!bind_i64(st, 1, id) || !bind_json(st, 2, data) ||
+                !bind_i64(st, 3, hk_time_now_ms())) {
+                rc = bind_error(c, op);
+                done(st);
+            } else {
+                rc = exec_write(c, st, op);
+            }
+        }
+        if (rc == 0 && sqlite3_changes(c->db) == 0)
+            rc = HK_ENOTFOUND;
+        rc = reread(c, rc, id, out, op);
+        rc = tx_end(c, rc, op);
+    }
+    release(S, c);
+    if (rc != 0)
+        hk_meeting_dispose(out);
+    return rc;
+}
+
+/* Whether meeting `id` is in a terminal status: 0 and *terminal, or HK_ENOTFOUND. */
+static int meeting_status_c(conn_t *c, int64_t id, bool *terminal, const char *op)
+{
+    sqlite3_stmt *st = stmt(c, ST_MEETING_STATUS, op);
+    if (st == NULL)
+        return HK_ESTORE;
+    if (!bind_i64(st, 1, id)) {
+        int rc = bind_error(c, op);
+        done(st);
+        return rc;
+    }
+    int rc = step(c, st, op);
+    if (rc == SQLITE_ROW) {
+        *terminal = hk_meeting_status_terminal((const char *)sqlite3_column_text(st, 0));
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = HK_ENOTFOUND;
+    }
+    done(st);
+    return rc;
+}
+
+static int sq_meeting_set_status(void *impl, int64_t id, const char *expect_status,
+                                 const char *new_status, const json_t *data, int64_t start_time,
+                                 int64_t end_time, hk_meeting_t *out)
+{
+    static const char op[] = "meeting_set_status";
+    sqlite_store_t *S = impl;
+    conn_t *c = acquire(S);
+    int rc = tx_begin(c, op);
+    if (rc == 0) {
+        sqlite3_stmt *st = stmt(c, ST_MEETING_SET_STATUS, op);
+        rc = HK_ESTORE;
+        if (st != NULL) {
+            if (!bind_i64(st, 1, id) || !bind_text(st, 2, expect_status) ||
+                !bind_text(st, 3, new_status) || !bind_json(st, 4, data) ||
+                !bind_i64(st, 5, start_time) || !bind_i64(st, 6, end_time) ||
+                !bind_i64(st, 7, hk_time_now_ms())) {
+                rc = bind_error(c, op);
+                done(st);
+            } else {
+                /* A unique violation here means reviving a terminal meeting while another live
+                 * one holds its native id: also a conflict for the caller. */
+                rc = exec_write(c, st, op);
+            }
+        }
+        if (rc == 0 && sqlite3_changes(c->db) == 0) {
+            /* The compare failed: tell "someone else moved it" from "no such meeting". */
+            bool terminal;
+            rc = meeting_status_c(c, id, &terminal, op);
+            if (rc == 0)
+                rc = HK_ECONFLICT;
+        }
+        rc = reread(c, rc, id, out, op);
+        rc = tx_end(c, rc, op);
+    }
+    release(S, c);
+    if (rc != 0)
+        hk_meeting_dispose(out);
+    return rc;
+}
+
+/* Runs a statement with the meeting id bound to ?1 and nothing else. */
+static int exec_by_meeting(conn_t *c, int id_stmt, int64_t meeting_id, const char *op)
+{
+    sqlite3_stmt *st = stmt(c, id_stmt, op);
+    if (st == NULL)
+        return HK_ESTORE;
+    if (!bind_i64(st, 1, meeting_id)) {
+        int rc = bind_error(c, op);
+        done(st);
+        return rc;
+    }
+    return exec_write(c, st, op);
+}
+
+static int sq_meeting_purge(void *impl, int64_t id, const json_t *data)
+{
+    static const char op[] = "meeting_purge";
+    sqlite_store_t *S = impl;
+    conn_t *c = acquire(S);
+    int rc = tx_begin(c, op);
+    if (rc == 0) {
+        bool terminal = false;
+        rc = meeting_status_c(c, id, &terminal, op);
+        if (rc == 0 && !terminal)
+            rc = HK_ESTATE;
+        if (rc == 0)
+            rc = exec_by_meeting(c, ST_SEGMENTS_DELETE, id, op);
+        if (rc == 0)
+            rc = exec_by_meeting(c, ST_SESSIONS_DELETE, id, op);
+        if (rc == 0) {
+            sqlite3_stmt *st = stmt(c, ST_MEETING_PURGE, op);
+            rc = HK_ESTORE;
+            if (st != NULL) {
+                json_t *empty = data ? NULL : json_object();
+                if (!bind_i64(st, 1, id) || !bind_json(st, 2, data ? data : empty) ||
+                    !bind_i64(st, 3, hk_time_now_ms())) {
+                    rc = bind_error(c, op);
+                    done(st);
+                } else {
+                    rc = exec_write(c, st, op);
+                }
+                json_decref(empty);
+            }
+        }
+        rc = tx_end(c, rc, op);
+    }
+    release(S, c);
+    return rc;
+}
+
+static int sq_session_create(void *impl, int64_t meeting_id, const char *uid, int64_t started_at,
+                             int64_t *session_id)
+{
+    static const char op[] = "session_create";
+    sqlite_store_t *S = impl;
+    conn_t *c = acquire(S);
+    int rc = tx_begin(c, op);
+    if (rc == 0) {
+        sqlite3_stmt *st = stmt(c, ST_SESSION_INSERT, op);
+        rc = HK_ESTORE;
+        if (st != NULL) {
+            /* started_at is NOT NULL: "unset" means now. An unknown meeting fails the foreign
+             * key (→ HK_ENOTFOUND). */
+            if (!bind_i64(st, 1, meeting_id) || !bind_text(st, 2, uid) ||
+                !bind_i64(st, 3, started_at ? started_at : hk_time_now_ms())) {
+                rc = bind_error(c, op);
+                done(st);
+            } else {
+                rc = exec_write(c, st, op);
+            }
+        }
+        if (rc == 0)
+            *session_id = sqlite3_last_insert_rowid(c->db);
+        rc = tx_end(c, rc, op);
+    }
+    release(S, c);
+    if (rc != 0)
+        *session_id = 0;
+    return rc;
+}
+
+static int sq_session_end(void *impl, int64_t session_id, int64_t ended_at)
+{
+    return update_by_id(impl, ST_SESSION_END, session_id, ended_at ? ended_at : hk_time_now_ms(),
+                        "session_end");
+}
+
+static int segment_put_c(conn_t *c, sqlite3_stmt *st, const hk_segment_t *g, int64_t now,
+                         const char *op)
+{
+    if (!bind_text(st, 1, g->segment_id) || !bind_i64(st, 2, g->meeting_id) ||
+        !bind_time(st, 3, g->session_id) || !bind_double(st, 4, g->start) ||
+        !bind_double(st, 5, g->end) || !bind_text(st, 6, g->text) ||
+        !bind_text(st, 7, g->speaker) || !bind_text(st, 8, g->language) ||
+        !bind_i64(st, 9, g->created_at ? g->created_at : now) ||
+        !bind_i64(st, 10, g->updated_at ? g->updated_at : now)) {
+        int rc = bind_error(c, op);
+        done(st);
+        return rc;
+    }
+    return exec_write(c, st, op);
+}
+
+static int sq_segments_put(void *impl, const hk_segment_t *v, size_t n)
+{
+    static const char op[] = "segments_put";
+    sqlite_store_t *S = impl;
+    conn_t *c = acquire(S);
+    int rc = tx_begin(c, op);
+    if (rc == 0) {
+        sqlite3_stmt *st = stmt(c, ST_SEGMENT_UPSERT, op);
+        rc = st ? 0 : HK_ESTORE;
+        /* One timestamp for the batch: the segments were produced together. */
+        int64_t now = hk_time_now_ms();
+        for (size_t i = 0; rc == 0 && i < n; i++)
+            rc = segment_put_c(c, st, &v[i], now, op);
+        rc = tx_end(c, rc, op);
+    }
+    release(S, c);
+    return rc;
+}
+
+static int sq_segments_list(void *impl, int64_t meeting_id, hk_segment_t **out, size_t *n)
+{
+    static const char op[] = "segments_list";
+    sqlite_store_t *S = impl;
+    conn_t *c = acquire(S);
+    sqlite3_stmt *st = stmt(c, ST_SEGMENT_LIST, op);
+    int rc = HK_ESTORE;
+    if (st != NULL) {
+        if (!bind_i64(st, 1, meeting_id)) {
+            rc = bind_error(c, op);
+            done(st);
+        } else {
+            rc = fetch_all(c, st, op, sizeof(hk_segment_t), read_segment_v, free_segments_v,
+                           (void **)out, n);
+        }
+    }
+    release(S, c);
+    return rc;
+}
+
+static int sq_segments_count(void *impl, int64_t meeting_id, int64_t *n)
+{
+    static const char op[] = "segments_count";
+    sqlite_store_t *S = impl;
+    conn_t *c = acquire(S);
+    sqlite3_stmt *st = stmt(c, ST_SEGMENT_COUNT, op);
+    int rc = HK_ESTORE;
+    if (st != NULL) {
+        if (!bind_i64(st, 1, meeting_id)) {
+            rc = bind_error(c, op);
+            done(st);
+        } else {
+            rc = fetch_i64(c, st, op, n);
+        }
+    }
+    release(S, c);
+    return rc;
+}
+
+static const hk_store_backend_t sqlite_backend = {
+    .name = "sqlite",
+    .close = sq_close,
+    .ping = sq_ping,
+    .user_upsert = sq_user_upsert,
+    .user_get = sq_user_get,
+    .user_get_by_email = sq_user_get_by_email,
+    .user_list = sq_user_list,
+    .user_update = sq_user_update,
+    .token_create = sq_token_create,
+    .token_list = sq_token_list,
+    .token_delete = sq_token_delete,
+    .token_lookup = sq_token_lookup,
+    .token_touch = sq_token_touch,
+    .meeting_create = sq_meeting_create,
+    .meeting_get = sq_meeting_get,
+    .meeting_find = sq_meeting_find,
+    .meeting_list = sq_meeting_list,
+    .meeting_list_active = sq_meeting_list_active,
+    .meeting_set_data = sq_meeting_set_data,
+    .meeting_set_status = sq_meeting_set_status,
+    .meeting_purge = sq_meeting_purge,
+    .session_create = sq_session_create,
+    .session_end = sq_session_end,
+    .segments_put = sq_segments_put,
+    .segments_list = sq_segments_list,
+    .segments_count = sq_segments_count,
+};
+
+int hk_store_sqlite_open(const char *path, int pool_size, const hk_store_backend_t **be,
+                         void **impl, int *version, char *err, size_t errlen)
+{
+    if (sqlite3_threadsafe() == 0) {
+        snprintf(err, errlen, "the linked SQLite library was built without thread support");
+        return HK_ESTORE;
+    }
+    sqlite_store_t *S = calloc(1, sizeof(*S));
+    if (S == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return HK_ESTORE;
+    }
+    S->conns = calloc((size_t)pool_size, sizeof(conn_t));
+    if (S->conns == NULL || pthread_mutex_init(&S->mu, NULL) != 0) {
+        free(S->conns);
+        free(S);
+        snprintf(err, errlen, "out of memory");
+        return HK_ESTORE;
+    }
+    if (pthread_cond_init(&S->cv, NULL) != 0) {
+        pthread_mutex_destroy(&S->mu);
+        free(S->conns);
+        free(S);
+        snprintf(err, errlen, "cannot create the pool's condition variable");
+        return HK_ESTORE;
+    }
+
+    /* The first connection migrates before the others exist, so none of them ever prepares a
+     * statement against an older schema. */
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < pool_size; i++) {
+        rc = conn_open(&S->conns[i], path, err, errlen);
+        S->nconns = i + 1; /* so sq_close also closes a half-opened connection */
+        if (rc == 0 && i == 0)
+            rc = hk_store_migrate_sqlite(S->conns[0].db, version, err, errlen);
+    }
+    if (rc != 0) {
+        sq_close(S);
+        return HK_ESTORE;
+    }
+    for (int i = pool_size - 1; i >= 0; i--) {
+        S->conns[i].next_free = S->free_list;
+        S->free_list = &S->conns[i];
+    }
+    hk_log_info(MOD, "op=open backend=sqlite path=\"%s\" pool=%d schema_version=%d", path,
+                pool_size, *version);
+    S->ready = true;
+    *be = &sqlite_backend;
+    *impl = S;
+    return 0;
+}
