@@ -204,7 +204,7 @@ static sqlite3_stmt *stmt(conn_t *c, int id, const char *op)
     return c->st[id];
 }
 
-/* Makes a statement reusable: must run before the next use and before bound input is freed. */
+/* Makes a cached statement ready for its next use (and ends any read it had open). */
 static void done(sqlite3_stmt *st)
 {
     if (st != NULL) {
@@ -230,8 +230,8 @@ static bool bind_i64(sqlite3_stmt *st, int i, int64_t v)
     return sqlite3_bind_int64(st, i, v) == SQLITE_OK;
 }
 
-/* 0 means "unset" in the structs and NULL in the columns. */
-static bool bind_time(sqlite3_stmt *st, int i, int64_t v)
+/* 0 means "unset" in the structs (times, session ids) and NULL in the columns. */
+static bool bind_opt_i64(sqlite3_stmt *st, int i, int64_t v)
 {
     return (v == 0 ? sqlite3_bind_null(st, i) : sqlite3_bind_int64(st, i, v)) == SQLITE_OK;
 }
@@ -994,7 +994,7 @@ static int meeting_create_c(conn_t *c, const hk_meeting_t *in, int max_active, c
     json_t *empty = json_object();
     if (empty == NULL || !bind_i64(st, 1, in->user_id) || !bind_text(st, 2, in->platform) ||
         !bind_text(st, 3, in->native_meeting_id) || !bind_text(st, 4, in->status) ||
-        !bind_time(st, 5, in->start_time) || !bind_time(st, 6, in->end_time) ||
+        !bind_opt_i64(st, 5, in->start_time) || !bind_opt_i64(st, 6, in->end_time) ||
         !bind_json(st, 7, in->data ? in->data : empty) ||
         !bind_json(st, 8, in->config ? in->config : empty) || !bind_i64(st, 9, hk_time_now_ms())) {
         rc = bind_error(c, op);
@@ -1287,7 +1287,7 @@ static int segment_put_c(conn_t *c, sqlite3_stmt *st, const hk_segment_t *g, int
                          const char *op)
 {
     if (!bind_text(st, 1, g->segment_id) || !bind_i64(st, 2, g->meeting_id) ||
-        !bind_time(st, 3, g->session_id) || !bind_double(st, 4, g->start) ||
+        !bind_opt_i64(st, 3, g->session_id) || !bind_double(st, 4, g->start) ||
         !bind_double(st, 5, g->end) || !bind_text(st, 6, g->text) ||
         !bind_text(st, 7, g->speaker) || !bind_text(st, 8, g->language) ||
         !bind_i64(st, 9, g->created_at ? g->created_at : now) ||

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <sqlite3.h>
 #include "core/log.h"
@@ -431,6 +432,14 @@ static void test_meeting_set_status_cas(void **state)
     assert_int_equal(hk_store_meeting_set_status(s, id + 100, "active", "failed", NULL, 0, 0, NULL),
                      HK_ENOTFOUND);
 
+    /* Reviving a finished meeting while another live one holds its native id: conflict. */
+    assert_int_equal(hk_store_meeting_set_status(s, id, "active", "completed", NULL, 0, 0, NULL),
+                     0);
+    int64_t live = make_meeting(s, uid, "cas", "requested", -1);
+    assert_true(live > id);
+    assert_int_equal(hk_store_meeting_set_status(s, id, "completed", "active", NULL, 0, 0, NULL),
+                     HK_ECONFLICT);
+
     /* set_data. */
     json_t *d2 = json_pack("{s:[s]}", "participants", "Bob");
     assert_int_equal(hk_store_meeting_set_data(s, id, d2, &m), 0);
@@ -547,16 +556,38 @@ static void test_segments(void **state)
 #define THREADS 4
 #define PER_THREAD 40
 
+#define LIMIT 3
+
 typedef struct {
     hk_store_t *s;
     int64_t user_id;
+    int64_t limited_user_id;
     int index;
-    int errors; /* cmocka asserts are not thread-safe: count, assert in the main thread */
+    /* cmocka asserts are not thread-safe: count here, assert in the main thread */
+    int errors;
+    int created_users; /* racing upserts of one email that reported "created" */
+    int limited_ok;    /* meetings created for limited_user_id */
 } worker_t;
 
 static void *worker(void *arg)
 {
     worker_t *w = arg;
+    hk_user_t u;
+    bool created = false;
+    if (hk_store_user_upsert(w->s, "race@example.com", NULL, 1, NULL, &u, &created) != 0)
+        w->errors++;
+    else
+        hk_user_dispose(&u);
+    w->created_users += created;
+    for (int i = 0; i < 5; i++) {
+        char native[32];
+        snprintf(native, sizeof(native), "lim%d-%d", w->index, i);
+        int64_t rc = make_meeting(w->s, w->limited_user_id, native, "requested", LIMIT);
+        if (rc > 0)
+            w->limited_ok++;
+        else if (rc != HK_ELIMIT)
+            w->errors++;
+    }
     for (int i = 0; i < PER_THREAD; i++) {
         char native[32];
         snprintf(native, sizeof(native), "t%d-%d", w->index, i);
@@ -584,21 +615,61 @@ static void test_threads(void **state)
     (void)state;
     hk_store_t *s = fresh_store(2);
     int64_t uid = make_user(s, "threads@example.com");
+    int64_t limited = make_user(s, "limited@example.com");
     pthread_t th[THREADS];
     worker_t w[THREADS];
     for (int i = 0; i < THREADS; i++) {
-        w[i] = (worker_t){.s = s, .user_id = uid, .index = i};
+        w[i] = (worker_t){.s = s, .user_id = uid, .limited_user_id = limited, .index = i};
         assert_int_equal(pthread_create(&th[i], NULL, worker, &w[i]), 0);
     }
+    int created_users = 0, limited_ok = 0;
     for (int i = 0; i < THREADS; i++) {
         assert_int_equal(pthread_join(th[i], NULL), 0);
         assert_int_equal(w[i].errors, 0);
+        created_users += w[i].created_users;
+        limited_ok += w[i].limited_ok;
     }
+    /* The check and the insert share a transaction, so racing callers cannot overshoot. */
+    assert_int_equal(created_users, 1);
+    assert_int_equal(limited_ok, LIMIT);
     hk_meeting_t *v;
     size_t n;
     assert_int_equal(hk_store_meeting_list(s, uid, -1, 0, &v, &n), 0);
     assert_int_equal(n, THREADS * PER_THREAD);
     hk_store_free_meetings(v, n);
+    hk_store_close(s);
+}
+
+/* ---- durability ---- */
+
+/* A committed write survives the process dying without closing the store (WAL +
+ * synchronous=NORMAL): a child writes and _exit()s, the parent reopens and reads it. */
+static void test_survives_process_crash(void **state)
+{
+    (void)state;
+    char dir[256];
+    new_dir(dir, sizeof(dir));
+    hk_store_close(open_store(dir, 1));
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        hk_store_t *s = NULL;
+        char err[256];
+        hk_user_t u;
+        bool created;
+        if (hk_store_open(dir, 1, &s, err, sizeof(err)) != 0 ||
+            hk_store_user_upsert(s, "crash@example.com", NULL, 1, NULL, &u, &created) != 0)
+            _exit(1);
+        _exit(0); /* no close, no checkpoint: the commit is only in the WAL */
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    hk_store_t *s = open_store(dir, 1);
+    hk_user_t u;
+    assert_int_equal(hk_store_user_get_by_email(s, "crash@example.com", &u), 0);
+    hk_user_dispose(&u);
     hk_store_close(s);
 }
 
@@ -672,6 +743,7 @@ int main(void)
         cmocka_unit_test(test_meeting_set_status_cas),
         cmocka_unit_test(test_segments),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_survives_process_crash),
         cmocka_unit_test(test_unparsable_json),
         cmocka_unit_test(test_invalid_args),
     };
