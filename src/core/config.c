@@ -1,0 +1,255 @@
+/* The configuration table and its loader (defaults → environment → flags). */
+#include "core/config.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+typedef enum { T_INT, T_SIZE, T_STR, T_BOOL } opt_type_t;
+
+typedef struct {
+    const char *name; /* flag is --name with '_' → '-'; variable is HARK_NAME upper-cased */
+    opt_type_t type;
+    size_t offset;
+    const char *def;
+    long long min, max; /* numeric bounds (inclusive) */
+    bool secret;
+    const char *help;
+} opt_t;
+
+#define OFF(f) offsetof(hk_config_t, f)
+
+static const opt_t opts[] = {
+    {"port", T_INT, OFF(port), "8056", 0, 65535, false,
+     "TCP port to listen on (0 = any free port)"},
+    {"bind", T_STR, OFF(bind), "127.0.0.1", 0, 0, false, "address to listen on"},
+    {"data_dir", T_STR, OFF(data_dir), "./data", 0, 0, false,
+     "directory for the database and generated secrets"},
+    {"admin_token", T_STR, OFF(admin_token), "", 0, 0, true,
+     "admin API token (empty: generated at first start into <data_dir>/admin_token)"},
+    {"workers", T_INT, OFF(workers), "0", 0, 256, false,
+     "worker threads for blocking and CPU-heavy work (0 = number of cores)"},
+    {"log_level", T_STR, OFF(log_level), "info", 0, 0, false, "debug, info, warn, error or off"},
+    {"access_log", T_BOOL, OFF(access_log), "true", 0, 1, false, "one log line per HTTP request"},
+    {"max_header_bytes", T_SIZE, OFF(max_header_bytes), "16384", 1024, 1 << 20, false,
+     "cap on a request's line and headers"},
+    {"max_body_bytes", T_SIZE, OFF(max_body_bytes), "1048576", 64, 64 << 20, false,
+     "cap on a request body"},
+    {"max_connections", T_INT, OFF(max_connections), "10000", 1, 1000000, false,
+     "open client connections at most"},
+    {"idle_timeout_ms", T_INT, OFF(idle_timeout_ms), "60000", 100, 3600000, false,
+     "close a keep-alive connection idle this long"},
+    {"header_timeout_ms", T_INT, OFF(header_timeout_ms), "10000", 100, 600000, false,
+     "time allowed to send a request's headers"},
+    {"body_timeout_ms", T_INT, OFF(body_timeout_ms), "30000", 100, 600000, false,
+     "time allowed to send a request's body"},
+    {"shutdown_timeout_ms", T_INT, OFF(shutdown_timeout_ms), "4000", 100, 60000, false,
+     "on SIGTERM, wait this long for in-flight requests"},
+    {"public_url", T_STR, OFF(public_url), "", 0, 0, false,
+     "base URL clients use to reach this server (empty: http://<bind>:<port>)"},
+    {"default_max_concurrent_bots", T_INT, OFF(default_max_concurrent_bots), "3", 0, 1000, false,
+     "max_concurrent_bots of users created without one"},
+    {"max_meeting_duration_s", T_INT, OFF(max_meeting_duration_s), "14400", 60, 604800, false,
+     "longest meeting; meeting tokens expire after it plus a margin"},
+    {"token_secret", T_STR, OFF(token_secret), "", 0, 0, true,
+     "meeting-token signing secret (empty: generated into <data_dir>/token_secret)"},
+};
+
+static void flag_name(const opt_t *o, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "--%s", o->name);
+    for (char *p = out + 2; *p; p++)
+        if (*p == '_')
+            *p = '-';
+}
+
+static void env_name(const opt_t *o, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "HARK_%s", o->name);
+    for (char *p = out; *p; p++)
+        if (*p >= 'a' && *p <= 'z')
+            *p = (char)(*p - 'a' + 'A');
+}
+
+static int set_value(hk_config_t *cfg, const opt_t *o, const char *val, const char *from, char *err,
+                     size_t errlen)
+{
+    char *base = (char *)cfg + o->offset;
+    switch (o->type) {
+    case T_INT:
+    case T_SIZE: {
+        errno = 0;
+        char *end = NULL;
+        long long v = strtoll(val, &end, 10);
+        if (errno || end == val || *end != '\0' || v < o->min || v > o->max) {
+            snprintf(err, errlen, "%s: %s must be an integer from %lld to %lld (got \"%s\")", from,
+                     o->name, o->min, o->max, val);
+            return HK_EINVAL;
+        }
+        if (o->type == T_INT)
+            *(int *)base = (int)v;
+        else
+            *(size_t *)base = (size_t)v;
+        return 0;
+    }
+    case T_BOOL:
+        if (!strcasecmp(val, "1") || !strcasecmp(val, "true") || !strcasecmp(val, "yes") ||
+            !strcasecmp(val, "on"))
+            *(bool *)base = true;
+        else if (!strcasecmp(val, "0") || !strcasecmp(val, "false") || !strcasecmp(val, "no") ||
+                 !strcasecmp(val, "off"))
+            *(bool *)base = false;
+        else {
+            snprintf(err, errlen, "%s: %s must be true or false (got \"%s\")", from, o->name, val);
+            return HK_EINVAL;
+        }
+        return 0;
+    case T_STR: {
+        char *copy = strdup(val);
+        if (!copy) {
+            snprintf(err, errlen, "out of memory");
+            return HK_ENOMEM;
+        }
+        free(*(char **)base);
+        *(char **)base = copy;
+        return 0;
+    }
+    }
+    return HK_EINVAL;
+}
+
+static const opt_t *find_flag(const char *arg, size_t len)
+{
+    char flag[64];
+    for (size_t i = 0; i < HK_ARRAY_SIZE(opts); i++) {
+        flag_name(&opts[i], flag, sizeof(flag));
+        if (strlen(flag) == len && memcmp(flag, arg, len) == 0)
+            return &opts[i];
+    }
+    return NULL;
+}
+
+int hk_config_load(hk_config_t *cfg, int argc, char **argv, char *err, size_t errlen)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    int rc;
+    for (size_t i = 0; i < HK_ARRAY_SIZE(opts); i++)
+        if ((rc = set_value(cfg, &opts[i], opts[i].def, "default", err, errlen)) != 0)
+            goto fail;
+    for (size_t i = 0; i < HK_ARRAY_SIZE(opts); i++) {
+        char env[64];
+        env_name(&opts[i], env, sizeof(env));
+        const char *v = getenv(env);
+        if (v && (rc = set_value(cfg, &opts[i], v, env, err, errlen)) != 0)
+            goto fail;
+    }
+    for (int i = 0; i < argc; i++) {
+        const char *arg = argv[i];
+        const char *eq = strchr(arg, '=');
+        size_t nlen = eq ? (size_t)(eq - arg) : strlen(arg);
+        const opt_t *o = strncmp(arg, "--", 2) == 0 ? find_flag(arg, nlen) : NULL;
+        if (!o) {
+            snprintf(err, errlen, "unknown option \"%.*s\" (see --help)", (int)nlen, arg);
+            rc = HK_EINVAL;
+            goto fail;
+        }
+        const char *val;
+        if (eq)
+            val = eq + 1;
+        else if (o->type == T_BOOL && (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0))
+            val = "true";
+        else if (i + 1 < argc)
+            val = argv[++i];
+        else {
+            snprintf(err, errlen, "option %s needs a value", arg);
+            rc = HK_EINVAL;
+            goto fail;
+        }
+        if ((rc = set_value(cfg, o, val, "flag", err, errlen)) != 0)
+            goto fail;
+    }
+    if (cfg->workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        cfg->workers = n > 0 ? (int)(n > 256 ? 256 : n) : 2;
+    }
+    static const char *levels[] = {"debug", "info", "warn", "error", "off"};
+    bool level_ok = false;
+    for (size_t i = 0; i < HK_ARRAY_SIZE(levels); i++)
+        level_ok = level_ok || strcasecmp(cfg->log_level, levels[i]) == 0;
+    if (!level_ok) {
+        snprintf(err, errlen, "log_level must be debug, info, warn, error or off");
+        rc = HK_EINVAL;
+        goto fail;
+    }
+    if (cfg->data_dir[0] == '\0' || cfg->bind[0] == '\0') {
+        snprintf(err, errlen, "%s must not be empty", cfg->bind[0] ? "data_dir" : "bind");
+        rc = HK_EINVAL;
+        goto fail;
+    }
+    if (cfg->public_url[0] && strncmp(cfg->public_url, "http://", 7) != 0 &&
+        strncmp(cfg->public_url, "https://", 8) != 0) {
+        snprintf(err, errlen, "public_url must start with http:// or https://");
+        rc = HK_EINVAL;
+        goto fail;
+    }
+    return 0;
+fail:
+    hk_config_dispose(cfg);
+    return rc;
+}
+
+void hk_config_dispose(hk_config_t *cfg)
+{
+    for (size_t i = 0; i < HK_ARRAY_SIZE(opts); i++) {
+        if (opts[i].type == T_STR) {
+            char **p = (char **)((char *)cfg + opts[i].offset);
+            free(*p);
+            *p = NULL;
+        }
+    }
+}
+
+void hk_config_print(const hk_config_t *cfg, FILE *out)
+{
+    for (size_t i = 0; i < HK_ARRAY_SIZE(opts); i++) {
+        const opt_t *o = &opts[i];
+        const char *base = (const char *)cfg + o->offset;
+        switch (o->type) {
+        case T_INT:
+            fprintf(out, "%s = %d\n", o->name, *(const int *)base);
+            break;
+        case T_SIZE:
+            fprintf(out, "%s = %zu\n", o->name, *(const size_t *)base);
+            break;
+        case T_BOOL:
+            fprintf(out, "%s = %s\n", o->name, *(const bool *)base ? "true" : "false");
+            break;
+        case T_STR: {
+            const char *s = *(char *const *)base;
+            if (o->secret)
+                fprintf(out, "%s = %s\n", o->name, s && s[0] ? "(set)" : "(unset)");
+            else
+                fprintf(out, "%s = %s\n", o->name, s ? s : "");
+            break;
+        }
+        }
+    }
+}
+
+void hk_config_help(FILE *out)
+{
+    for (size_t i = 0; i < HK_ARRAY_SIZE(opts); i++) {
+        const opt_t *o = &opts[i];
+        char flag[64], env[64];
+        flag_name(o, flag, sizeof(flag));
+        env_name(o, env, sizeof(env));
+        fprintf(out, "  %-32s %s\n  %-32s default: %s", flag, o->help, env,
+                o->def[0] ? o->def : "(empty)");
+        if (o->type == T_INT || o->type == T_SIZE)
+            fprintf(out, " (%lld..%lld)", o->min, o->max);
+        fprintf(out, "\n");
+    }
+}

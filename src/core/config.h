@@ -1,0 +1,47 @@
+/* The configuration table: every setting with its type, default, bounds, flag, HARK_* variable
+ * and help text, in one place. Values are validated once at start. */
+#ifndef HK_CONFIG_H
+#define HK_CONFIG_H
+
+#include <stdio.h>
+#include "core/common.h"
+
+typedef struct {
+    int port;
+    char *bind;
+    char *data_dir;
+    char *admin_token; /* NULL/"" = generate one in data_dir at first start */
+    int workers;       /* 0 = number of cores (resolved by hk_config_load) */
+    char *log_level;
+    bool access_log;
+    size_t max_header_bytes;
+    size_t max_body_bytes;
+    int max_connections;
+    int idle_timeout_ms;
+    int header_timeout_ms;
+    int body_timeout_ms;
+    int shutdown_timeout_ms;
+    char *public_url; /* base URL clients use to reach this server; "" = derived from bind/port */
+    int default_max_concurrent_bots;
+    int max_meeting_duration_s;
+    char *token_secret; /* meeting-token signing secret; "" = generated in data_dir */
+} hk_config_t;
+
+/*
+ * Fills cfg from defaults, then HARK_* environment variables, then argv flags ("--name value" or
+ * "--name=value"), and validates every value. argv holds only the flags (no program or command
+ * name). On failure returns HK_EINVAL with a one-line reason in err. Strings in cfg are heap
+ * copies: release with hk_config_dispose(). `--help` is not handled here.
+ */
+int hk_config_load(hk_config_t *cfg, int argc, char **argv, char *err, size_t errlen);
+
+/* Frees the strings. */
+void hk_config_dispose(hk_config_t *cfg);
+
+/* Prints `name = value` lines (secrets shown as "(set)"/"(unset)"). */
+void hk_config_print(const hk_config_t *cfg, FILE *out);
+
+/* Prints the table: flag, variable, default, bounds and help for each setting. */
+void hk_config_help(FILE *out);
+
+#endif

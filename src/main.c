@@ -1,0 +1,284 @@
+/* hark's command line and the wiring of the server: config → store → router → HTTP → loop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "api/api.h"
+#include "core/config.h"
+#include "core/crypto.h"
+#include "core/log.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "hark %s — self-hosted real-time meeting transcription\n\n"
+            "usage: hark <command> [options]\n\n"
+            "commands:\n"
+            "  serve     run the API server (see `hark serve --help`)\n"
+            "  config    print the effective configuration for the given options\n"
+            "  version   print the version\n\n"
+            "options: --help, --version\n",
+            HK_VERSION);
+}
+
+/*
+ * Reads <dir>/<name>, or creates it with a fresh random secret (mode 0600) when missing.
+ * *created tells whether it was generated now. Returns a malloc'd string or NULL.
+ */
+static char *load_or_create_secret(const char *dir, const char *name, const char *prefix,
+                                   bool *created)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    *created = false;
+    FILE *f = fopen(path, "r");
+    if (f) {
+        char buf[256] = {0};
+        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+            buf[--n] = '\0';
+        if (n >= 16)
+            return strdup(buf);
+        hk_log_error("main",
+                     "op=read file=%s err=\"secret too short; delete the file to "
+                     "regenerate\"",
+                     path);
+        return NULL;
+    }
+    char secret[128];
+    if (hk_random_token(prefix, 32, secret, sizeof(secret)))
+        return NULL;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0) {
+        hk_log_error("main", "op=create file=%s err=\"%s\"", path, strerror(errno));
+        return NULL;
+    }
+    size_t len = strlen(secret);
+    bool ok = write(fd, secret, len) == (ssize_t)len && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
+    close(fd);
+    if (!ok) {
+        unlink(path);
+        return NULL;
+    }
+    *created = true;
+    return strdup(secret);
+}
+
+typedef struct {
+    hk_app_t app;
+    uv_signal_t sigterm, sigint;
+    uv_timer_t force_timer;
+    bool stopping;
+} server_t;
+
+static void close_cb_noop(uv_handle_t *h)
+{
+    HK_UNUSED(h);
+}
+
+static void on_http_closed(void *data)
+{
+    server_t *s = data;
+    hk_api_stop(&s->app);
+    uv_close((uv_handle_t *)&s->sigterm, close_cb_noop);
+    uv_close((uv_handle_t *)&s->sigint, close_cb_noop);
+    uv_timer_stop(&s->force_timer);
+    uv_close((uv_handle_t *)&s->force_timer, close_cb_noop);
+}
+
+static void force_exit_cb(uv_timer_t *t)
+{
+    HK_UNUSED(t);
+    hk_log_warn("main", "msg=\"in-flight work did not finish in time; exiting\"");
+    _exit(0);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    server_t *s = h->data;
+    if (s->stopping)
+        return;
+    s->stopping = true;
+    hk_log_info("main", "msg=\"shutting down\" signal=%d", signum);
+    uv_timer_start(&s->force_timer, force_exit_cb, (uint64_t)s->app.cfg->shutdown_timeout_ms, 0);
+    hk_http_server_shutdown(s->app.http, on_http_closed, s);
+}
+
+static int ensure_dir(const char *dir)
+{
+    if (mkdir(dir, 0700) == 0 || errno == EEXIST)
+        return 0;
+    hk_log_error("main", "op=mkdir dir=%s err=\"%s\"", dir, strerror(errno));
+    return -1;
+}
+
+static int cmd_serve(const hk_config_t *cfg)
+{
+    hk_log_level_t level = HK_LOG_INFO;
+    hk_log_level_parse(cfg->log_level, &level);
+    hk_log_init(level, stderr);
+    signal(SIGPIPE, SIG_IGN);
+
+    /* libuv sizes its thread pool from this variable at first use. */
+    char nthreads[16];
+    snprintf(nthreads, sizeof(nthreads), "%d", cfg->workers);
+    setenv("UV_THREADPOOL_SIZE", nthreads, 1);
+
+    if (ensure_dir(cfg->data_dir))
+        return 1;
+    server_t *s = calloc(1, sizeof(*s));
+    hk_app_t *app = &s->app;
+    int rc = 1;
+    app->loop = uv_default_loop();
+    app->cfg = cfg;
+    pthread_mutex_init(&app->touch_mu, NULL);
+
+    bool created = false;
+    if (cfg->admin_token && cfg->admin_token[0]) {
+        app->admin_token = strdup(cfg->admin_token);
+    } else {
+        app->admin_token = load_or_create_secret(cfg->data_dir, "admin_token", "hka_", &created);
+        if (app->admin_token && created)
+            hk_log_info("main",
+                        "msg=\"generated the admin token; it is shown only this once\" "
+                        "admin_token=%s file=%s/admin_token",
+                        app->admin_token, cfg->data_dir);
+    }
+    if (cfg->token_secret && cfg->token_secret[0])
+        app->token_secret = strdup(cfg->token_secret);
+    else
+        app->token_secret = load_or_create_secret(cfg->data_dir, "token_secret", "", &created);
+    if (!app->admin_token || !app->token_secret) {
+        hk_log_error("main", "msg=\"cannot set up secrets in the data directory\" dir=%s",
+                     cfg->data_dir);
+        goto out;
+    }
+
+    char err[256] = "";
+    if (hk_store_open(cfg->data_dir, cfg->workers + 1, &app->store, err, sizeof(err))) {
+        hk_log_error("main", "op=open_store dir=%s err=\"%s\"", cfg->data_dir, err);
+        goto out;
+    }
+    app->metrics = hk_metrics_new();
+    app->router = hk_router_new();
+    if (!app->metrics || !app->router || hk_api_register(app, hk_ops_routes) ||
+        hk_api_register(app, hk_admin_routes) || hk_api_register(app, hk_bots_routes) ||
+        hk_api_register(app, hk_meetings_routes)) {
+        hk_log_error("main", "msg=\"cannot set up routes\"");
+        goto out;
+    }
+
+    hk_http_config_t hc = {
+        .bind = cfg->bind,
+        .port = cfg->port,
+        .backlog = 1024,
+        .max_header_bytes = cfg->max_header_bytes,
+        .max_body_bytes = cfg->max_body_bytes,
+        .max_connections = cfg->max_connections,
+        .idle_timeout_ms = (uint64_t)cfg->idle_timeout_ms,
+        .header_timeout_ms = (uint64_t)cfg->header_timeout_ms,
+        .body_timeout_ms = (uint64_t)cfg->body_timeout_ms,
+        .access_log = cfg->access_log,
+        .on_request = hk_api_on_request,
+        .on_response = hk_api_on_response,
+        .data = app,
+    };
+    int urc = hk_http_server_new(app->loop, &hc, &app->http);
+    if (urc) {
+        hk_log_error("main", "op=listen addr=%s port=%d err=\"%s\"", cfg->bind, cfg->port,
+                     uv_strerror(urc));
+        goto out;
+    }
+    int port = hk_http_server_port(app->http);
+    if (cfg->public_url[0]) {
+        snprintf(app->public_url, sizeof(app->public_url), "%s", cfg->public_url);
+    } else {
+        bool v6 = strchr(cfg->bind, ':') != NULL;
+        const char *host = strcmp(cfg->bind, "0.0.0.0") == 0 ? "127.0.0.1" : cfg->bind;
+        snprintf(app->public_url, sizeof(app->public_url), v6 ? "http://[%s]:%d" : "http://%s:%d",
+                 host, port);
+    }
+    size_t ul = strlen(app->public_url);
+    while (ul > 0 && app->public_url[ul - 1] == '/')
+        app->public_url[--ul] = '\0';
+    bool tls = strncmp(app->public_url, "https://", 8) == 0;
+    snprintf(app->ingest_url, sizeof(app->ingest_url), "%s%s/ws/audio", tls ? "wss://" : "ws://",
+             app->public_url + (tls ? 8 : 7));
+
+    uv_signal_init(app->loop, &s->sigterm);
+    uv_signal_init(app->loop, &s->sigint);
+    uv_timer_init(app->loop, &s->force_timer);
+    s->sigterm.data = s->sigint.data = s;
+    uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&s->sigint, on_signal, SIGINT);
+    hk_api_start(app);
+
+    hk_log_info("main", "msg=ready version=%s addr=%s port=%d url=%s workers=%d schema=%d",
+                HK_VERSION, cfg->bind, port, app->public_url, cfg->workers,
+                hk_store_schema_version(app->store));
+    uv_run(app->loop, UV_RUN_DEFAULT);
+    hk_log_info("main", "msg=stopped");
+    rc = 0;
+out:
+    if (app->loop)
+        uv_loop_close(app->loop);
+    hk_http_server_free(app->http);
+    hk_store_close(app->store);
+    hk_router_free(app->router);
+    hk_metrics_free(app->metrics);
+    free(app->admin_token);
+    free(app->token_secret);
+    pthread_mutex_destroy(&app->touch_mu);
+    free(s);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+        !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+        printf("hark %s (%s)\n", HK_VERSION, HK_GIT_REV);
+        return 0;
+    }
+    if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "config") != 0) {
+        fprintf(stderr, "hark: unknown command \"%s\"\n\n", cmd);
+        usage(stderr);
+        return 2;
+    }
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: hark %s [options]\n\n%s\n\noptions (flag, environment variable, "
+                   "default):\n",
+                   cmd,
+                   !strcmp(cmd, "serve") ? "Runs the API server until SIGTERM or SIGINT."
+                                         : "Prints the effective settings as `name = value`.");
+            hk_config_help(stdout);
+            return 0;
+        }
+    }
+    hk_config_t cfg;
+    char err[256];
+    if (hk_config_load(&cfg, argc - 2, argv + 2, err, sizeof(err))) {
+        fprintf(stderr, "hark %s: %s\n", cmd, err);
+        return 2;
+    }
+    int rc = 0;
+    if (!strcmp(cmd, "config"))
+        hk_config_print(&cfg, stdout);
+    else
+        rc = cmd_serve(&cfg);
+    hk_config_dispose(&cfg);
+    return rc;
+}

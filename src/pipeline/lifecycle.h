@@ -1,0 +1,36 @@
+/* The meeting status machine, in one place for every platform: which transitions are allowed,
+ * how each is recorded in data.status_transition, and the times it sets. See
+ * docs/internals/meeting-lifecycle.md. */
+#ifndef HK_LIFECYCLE_H
+#define HK_LIFECYCLE_H
+
+#include "store/store.h"
+
+/* Who caused a transition (recorded as `source`). */
+#define HK_SOURCE_USER "user"
+#define HK_SOURCE_BOT "bot"
+#define HK_SOURCE_SYSTEM "system"
+
+/* True when a known status (requested, joining, awaiting_admission, active, stopping, completed,
+ * failed). */
+bool hk_lifecycle_status_valid(const char *status);
+
+/* True when from → to is allowed by the machine. */
+bool hk_lifecycle_allowed(const char *from, const char *to);
+
+/* Builds the data object of a new meeting: name/participants/languages/notes/completion_reason/
+ * failure_stage set (null or []), and an empty status_transition list. New reference. */
+json_t *hk_lifecycle_initial_data(const char *language);
+
+/*
+ * Moves meeting `id` to status `to`, recording {from,to,reason,timestamp,source}; sets
+ * start_time on the first move to active and end_time on terminal states, completion_reason on
+ * completed/failed and failure_stage (the status it failed in) on failed. Retries the store's
+ * compare-and-set when another writer moved the meeting first. Blocking (store): worker threads.
+ * Returns 0 and *out (may be NULL; caller disposes), HK_ESTATE when the transition is not allowed
+ * from the current status (*out then holds the current meeting), HK_ENOTFOUND, or a store error.
+ */
+int hk_lifecycle_transition(hk_store_t *store, int64_t id, const char *to, const char *reason,
+                            const char *source, hk_meeting_t *out);
+
+#endif
