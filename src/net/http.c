@@ -18,7 +18,7 @@
 #include "core/timeutil.h"
 
 /*
- * Connection life cycle (see also docs/internals/http.md):
+ * Connection life cycle:
  *
  *   OPEN ──(Connection: close, error, shutdown)──▶ FINISH ──(EOF, error, linger timer)──▶ CLOSING
  *     │                                                                                     ▲
@@ -30,6 +30,16 @@
  * end of each message and bytes read meanwhile wait in `pending`, so pipelined responses leave in
  * order. The conn struct is freed once its libuv handles are closed AND no handler holds its
  * request, which keeps a late hk_http_respond() safe after the client went away.
+ *
+ * Timeouts use one timer per connection, armed lazily: IDLE counts from the last response (or
+ * accept), HEADERS from the first byte of the request, BODY from the end of the headers, FINISH
+ * (lingering close) LINGER_MS from our FIN. While a response is still being flushed, a deadline
+ * is extended as long as the write queue shrinks. INFLIGHT has no deadline.
+ *
+ * Shutdown: the listener closes, connections that are IDLE with nothing buffered close at once,
+ * the others finish their current request (its response says Connection: close). done_cb runs
+ * when the last conn struct is freed, i.e. also after handlers answered requests whose client
+ * left.
  */
 
 #define READ_BUF_SIZE (64 * 1024)      /* one read buffer shared by all connections of a server */

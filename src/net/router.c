@@ -5,7 +5,7 @@
 #include <string.h>
 
 /*
- * Matching rules (docs/internals/router.md):
+ * Matching rules:
  *  - A path is split on '/' after its leading slash; "/" has no segments, "/a/" has two ("a" and
  *    ""), so a trailing slash never matches the pattern without it (404).
  *  - A {param} matches one non-empty segment; literals compare byte-for-byte with the raw
