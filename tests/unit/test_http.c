@@ -279,6 +279,24 @@ static client_t *cl_open(int port)
     return c;
 }
 
+/* A client whose receive window stays small, so the server's writes back up. */
+static client_t *cl_open_small(int port, int rcvbuf)
+{
+    client_t *c = malloc(sizeof(*c));
+    assert_non_null(c);
+    c->len = 0;
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(c->fd >= 0);
+    assert_int_equal(setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)), 0);
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons((uint16_t)port);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(c->fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    return c;
+}
+
 static void cl_close(client_t *c)
 {
     close(c->fd);
@@ -383,6 +401,40 @@ static int cl_response(client_t *c, resp_t *r, bool head)
     return 0;
 }
 
+/* Reads a response head, then streams over a /big body checking its pattern. Returns the number
+ * of body bytes seen (less than announced when the connection ends early). */
+static size_t cl_big_response(client_t *c, size_t *announced)
+{
+    const char *end;
+    *announced = 0;
+    while (!(end = find_crlf2(c->buf, c->len)))
+        if (cl_more(c, IO_TIMEOUT_MS) <= 0)
+            return 0;
+    size_t hlen = (size_t)(end - c->buf) + 4;
+    resp_t *r = &resp_storage;
+    memcpy(r->head, c->buf, hlen);
+    r->head[hlen] = '\0';
+    char cl[32];
+    if (!header_get(r, "content-length", cl, sizeof(cl)))
+        return 0;
+    *announced = (size_t)strtoul(cl, NULL, 10);
+    memmove(c->buf, c->buf + hlen, c->len - hlen);
+    c->len -= hlen;
+    size_t seen = 0;
+    while (seen < *announced) {
+        if (c->len == 0 && cl_more(c, IO_TIMEOUT_MS) <= 0)
+            break;
+        size_t take = c->len < *announced - seen ? c->len : *announced - seen;
+        for (size_t i = 0; i < take; i++)
+            if (c->buf[i] != (char)('a' + (seen + i) % 26))
+                return 0;
+        seen += take;
+        memmove(c->buf, c->buf + take, c->len - take);
+        c->len -= take;
+    }
+    return seen;
+}
+
 /* True when the server closes the connection within timeout_ms without sending anything more. */
 static bool cl_closed(client_t *c, int timeout_ms)
 {
@@ -431,6 +483,17 @@ static void test_keep_alive(void **state)
     cl_send(c, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
     assert_int_equal(cl_response(c, r, false), 0);
     assert_string_equal(r->body, "m=POST p=/echo q=- b=hello");
+
+    /* absolute-form targets and fragments */
+    cl_send(c, "GET http://example.com:8080/echo?a=b#frag HTTP/1.1\r\n\r\n");
+    assert_int_equal(cl_response(c, r, false), 0);
+    assert_string_equal(r->body, "m=GET p=/echo q=a=b b=");
+    cl_send(c, "GET http://example.com HTTP/1.1\r\n\r\n");
+    assert_int_equal(cl_response(c, r, false), 0);
+    assert_int_equal(r->status, 404);
+    cl_send(c, "GET /echo#only-frag HTTP/1.1\r\n\r\n");
+    assert_int_equal(cl_response(c, r, false), 0);
+    assert_string_equal(r->body, "m=GET p=/echo q=- b=");
 
     cl_send(c, "GET /nope HTTP/1.1\r\nConnection: close\r\n\r\n");
     assert_int_equal(cl_response(c, r, false), 0);
@@ -492,6 +555,25 @@ static void test_pipelining(void **state)
     for (int i = 0; i < N; i++) {
         char want[64];
         snprintf(want, sizeof(want), "m=GET p=/echo q=i=%d b=", i);
+        assert_int_equal(cl_response(c, r, false), 0);
+        assert_string_equal(r->body, want);
+    }
+
+    /* >64 KiB queued behind a slow handler: the server stops reading, then resumes */
+    enum { M = 4000 };
+    cap = (size_t)M * 48 + 64;
+    all = malloc(cap);
+    len = (size_t)snprintf(all, cap, "%s", GET("/slow?ms=150"));
+    for (int i = 0; i < M; i++)
+        len += (size_t)snprintf(all + len, cap - len, "GET /echo?j=%d HTTP/1.1\r\n\r\n", i);
+    assert_true(len > 100000);
+    cl_send_n(c, all, len);
+    free(all);
+    assert_int_equal(cl_response(c, r, false), 0);
+    assert_string_equal(r->body, "slow done");
+    for (int i = 0; i < M; i++) {
+        char want[64];
+        snprintf(want, sizeof(want), "m=GET p=/echo q=j=%d b=", i);
         assert_int_equal(cl_response(c, r, false), 0);
         assert_string_equal(r->body, want);
     }
@@ -650,6 +732,12 @@ static void test_431_and_414(void **state)
     assert_int_equal(cl_response(c, r, false), 0);
     assert_int_equal(r->status, 200);
     assert_string_equal(r->body, "[spaced value] n=100");
+    cl_send(c, "GET /hdr HTTP/1.1\r\nX-Test:\r\nX-Other: 1\r\n\r\n");
+    assert_int_equal(cl_response(c, r, false), 0);
+    assert_string_equal(r->body, "[] n=2");
+    cl_send(c, "GET /hdr HTTP/1.1\r\nX-Other: 1\r\nX-Test:\r\n\r\n");
+    assert_int_equal(cl_response(c, r, false), 0);
+    assert_string_equal(r->body, "[] n=2");
     cl_close(c);
     free(big);
 }
@@ -965,6 +1053,38 @@ static void test_max_connections(void **state)
     assert_true(f->final_stats.accepted_total >= 4);
 }
 
+static void test_slow_reader(void **state)
+{
+    fixture_t *f = *state;
+    f->cfg.idle_timeout_ms = 400;
+    fixture_start(f);
+    resp_t *r = &resp_storage;
+
+    /* the response backs up in uv_write; the pipelined request waits for it, then goes out */
+    client_t *c = cl_open_small(f->port, 8192);
+    cl_send(c, GET("/big?n=8000000") GET("/echo?after-big"));
+    usleep(300 * 1000);
+    size_t announced;
+    assert_int_equal(cl_big_response(c, &announced), 8000000);
+    assert_int_equal(announced, 8000000);
+    assert_int_equal(cl_response(c, r, false), 0);
+    assert_string_equal(r->body, "m=GET p=/echo q=after-big b=");
+    cl_close(c);
+
+    /* a client that stops reading is dropped after the idle timeout without progress */
+    c = cl_open_small(f->port, 8192);
+    cl_send(c, GET("/big?n=20000000"));
+    usleep(1500 * 1000);
+    size_t seen = cl_big_response(c, &announced);
+    assert_int_equal(announced, 20000000);
+    assert_true(seen < announced);
+    cl_close(c);
+
+    fixture_request_stop(f);
+    fixture_join(f);
+    assert_int_equal(f->final_stats.open_connections, 0);
+}
+
 static void test_big_response_and_access_log(void **state)
 {
     fixture_t *f = *state;
@@ -1068,6 +1188,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_shutdown_with_client_gone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hijack, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_connections, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_reader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_big_response_and_access_log, setup, teardown),
         cmocka_unit_test(test_new_errors),
     };
