@@ -132,7 +132,8 @@ static bool same_shape(const route_t *a, const route_t *b)
 int hk_router_add(hk_router_t *r, const char *method, const char *pattern, hk_route_fn fn,
                   void *ctx, unsigned flags)
 {
-    if (!r || !method || !pattern || !fn)
+    /* fn may be NULL: some callers dispatch on ctx (a route descriptor) instead */
+    if (!r || !method || !pattern)
         return HK_EINVAL;
     size_t mlen = strlen(method);
     if (mlen == 0 || mlen >= MAX_METHOD)

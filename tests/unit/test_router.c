@@ -243,7 +243,7 @@ static void test_add_errors(void **state)
     assert_int_equal(hk_router_add(r, "GET", "/a/{i-d}", fn_a, NULL, 0), HK_EINVAL);
     assert_int_equal(hk_router_add(r, "get", "/x", fn_a, NULL, 0), HK_EINVAL);
     assert_int_equal(hk_router_add(r, "", "/x", fn_a, NULL, 0), HK_EINVAL);
-    assert_int_equal(hk_router_add(r, "GET", "/x", NULL, NULL, 0), HK_EINVAL);
+    assert_int_equal(hk_router_add(r, "GET", "/x", NULL, &tag_b, 0), 0); /* ctx-only route */
     assert_int_equal(hk_router_add(r, "GET", "/{a}/{b}/{c}/{d}/{e}/{f}/{g}/{h}/{i}", fn_a, NULL, 0),
                      HK_EINVAL);
     assert_int_equal(hk_router_add(r, "GET", "/{a}/{b}/{c}/{d}/{e}/{f}/{g}/{h}", fn_a, NULL, 0), 0);
@@ -255,6 +255,10 @@ static void test_add_errors(void **state)
     }
     hk_http_req_t req;
     hk_route_match_t m;
+    req_init(&req, "GET", "/x");
+    assert_int_equal(hk_router_match(r, &req, &m, NULL, 0), 0);
+    assert_null(m.fn);
+    assert_ptr_equal(m.ctx, &tag_b);
     req_init(&req, "GET", "/r77");
     assert_int_equal(hk_router_match(r, &req, &m, NULL, 0), 0);
     assert_int_equal(m.flags, 77);
