@@ -148,12 +148,20 @@ def test_native_meeting_id_valid(server, user, nid):
     stop_stream(server, token, nid)
 
 
-@pytest.mark.parametrize("lang", ["de", "EN", "", "english", 5, ["en"]])
-def test_language_invalid(server, user, lang):
+@pytest.mark.parametrize("lang", ["de", "EN", "", "english"])
+def test_language_unsupported(server, user, lang):
     _, token = user
     err(server.request("POST", "/bots", headers=uh(token),
                        json={"platform": "stream", "native_meeting_id": uniq(), "language": lang}),
         422, "language", "en")
+
+
+@pytest.mark.parametrize("lang", [5, ["en"], {"en": 1}])
+def test_language_wrong_type(server, user, lang):
+    _, token = user
+    err(server.request("POST", "/bots", headers=uh(token),
+                       json={"platform": "stream", "native_meeting_id": uniq(), "language": lang}),
+        422, "language")
 
 
 @pytest.mark.parametrize("task", ["translate", "", "TRANSCRIBE", 1, ["x"]])

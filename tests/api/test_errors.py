@@ -129,8 +129,9 @@ def test_json_content_type_variants_accepted(server, ctype):
 # -- body size caps --------------------------------------------------------------------------------
 
 def big_user(n):
-    pad = n - len('{"email":"big@example.com","name":""}')
-    return ('{"email":"big@example.com","name":"%s"}' % ("x" * pad)).encode()
+    """A valid POST /admin/users body of exactly n bytes (padding inside `data`)."""
+    pad = n - len('{"email":"big@example.com","data":{"pad":""}}')
+    return ('{"email":"big@example.com","data":{"pad":"%s"}}' % ("x" * pad)).encode()
 
 
 def test_body_cap_flag(make_server):
@@ -205,7 +206,7 @@ def test_413_without_reading_declared_body(server):
 
 # -- routes and methods ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", ["/nope", "/admin", "/admin/nope", "/meetings/1/extra",
+@pytest.mark.parametrize("path", ["/nope", "/admin", "/admin/nope", "/meetings/1/extra/more",
                                   "/bots/stream", "/bots/stream/x/y/z", "/%zz",
                                   "/healthz/x", "/" + "a" * 3000])
 def test_unknown_route_404(server, path):

@@ -16,8 +16,8 @@ def test_list_empty(server, user):
     assert list_meetings(server, token) == {"meetings": [], "next_cursor": None}
 
 
-def test_list_newest_first(server, user):
-    _, token = user
+def test_list_newest_first(server):
+    _, token = server.new_user(max_concurrent_bots=10)
     made = [start_stream(server, token) for _ in range(4)]
     body = list_meetings(server, token)
     assert body["next_cursor"] is None
