@@ -22,7 +22,7 @@ static int user_fields(hk_ctx_t *c, const char **name, bool *has_name, long long
                        bool *has_max, json_t **data)
 {
     char detail[200];
-    if (hk_json_opt_string(c->body, "name", "name", 200, true, name, has_name, detail,
+    if (hk_json_opt_string(c->body, "name", "name", 1000, true, name, has_name, detail,
                            sizeof(detail)) ||
         hk_json_opt_int(c->body, "max_concurrent_bots", "max_concurrent_bots", 0, 1000, max_bots,
                         has_max, detail, sizeof(detail)) ||

@@ -1,6 +1,7 @@
 /* JSON helpers: parsing errors become precise 400/422 details. */
 #include "core/json.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +10,12 @@
 int hk_json_parse_object(const char *body, size_t len, json_t **out, char *detail, size_t dlen)
 {
     json_error_t jerr;
-    json_t *v = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    const size_t flags = JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL;
+    json_t *v = json_loadb(body, len, flags, &jerr);
+    /* An integer beyond int64 is well-formed JSON: parse it as a number so that the field
+     * validators report it as out of range (422, naming the field) instead of a 400. */
+    if (!v && json_error_code(&jerr) == json_error_numeric_overflow)
+        v = json_loadb(body, len, flags | JSON_DECODE_INT_AS_REAL, &jerr);
     if (!v) {
         snprintf(detail, dlen, "invalid JSON at line %d, column %d: %s", jerr.line, jerr.column,
                  jerr.text);
@@ -61,6 +67,14 @@ int hk_json_opt_int(const json_t *obj, const char *key, const char *field, long 
         *present = v != NULL;
     if (!v)
         return 0;
+    /* An integral real (3.0, or an integer too large for int64) is judged by its value. */
+    if (json_is_real(v)) {
+        double d = json_real_value(v);
+        if (d == floor(d) && d >= (double)min && d <= (double)max) {
+            *out = (long long)d;
+            return 0;
+        }
+    }
     if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
         snprintf(detail, dlen, "%s: must be an integer from %lld to %lld", field, min, max);
         return HK_EINVAL;
