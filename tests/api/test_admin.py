@@ -322,3 +322,14 @@ def test_admin_routes_need_admin_key(server, method, path, body):
     got = ok_json(server.admin("GET", "/admin/users/%d" % u["id"]))
     assert len(got["api_tokens"]) == 1 and got["name"] is None
     assert len(ok_json(server.admin("GET", "/admin/users"))) == 1
+
+
+def test_parallel_create_same_email(server):
+    from concurrent.futures import ThreadPoolExecutor
+    e = email()
+    with ThreadPoolExecutor(max_workers=12) as ex:
+        rs = list(ex.map(lambda _: server.admin("POST", "/admin/users", json={"email": e}),
+                         range(12)))
+    codes = sorted(r.status_code for r in rs)
+    assert codes == [200] * 11 + [201], codes
+    assert len({r.json()["id"] for r in rs}) == 1

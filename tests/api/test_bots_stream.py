@@ -340,3 +340,44 @@ def test_config_bad_values_422(server, user, body, field):
     start_stream(server, token, nid)
     err(server.request("PUT", "/bots/stream/%s/config" % nid, headers=uh(token), json=body),
         422, field)
+
+
+# -- races -----------------------------------------------------------------------------------------
+
+def parallel(n, fn):
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=n) as ex:
+        return list(ex.map(fn, range(n)))
+
+
+def test_parallel_same_native_id_only_one_wins(server):
+    _, token = server.new_user(max_concurrent_bots=100)
+    nid = uniq("race")
+    codes = parallel(16, lambda _: server.request(
+        "POST", "/bots", headers=uh(token),
+        json={"platform": "stream", "native_meeting_id": nid}).status_code)
+    assert sorted(codes) == [201] + [409] * 15, codes
+    listed = ok_json(server.request("GET", "/meetings", headers=uh(token)))["meetings"]
+    assert len(listed) == 1
+
+
+def test_parallel_concurrency_limit_holds(server):
+    _, token = server.new_user(max_concurrent_bots=3)
+    codes = parallel(12, lambda i: server.request(
+        "POST", "/bots", headers=uh(token),
+        json={"platform": "stream", "native_meeting_id": uniq("p%d" % i)}).status_code)
+    assert codes.count(201) == 3 and codes.count(403) == 9, codes
+    bots = ok_json(server.request("GET", "/bots/status", headers=uh(token)))["running_bots"]
+    assert len(bots) == 3
+
+
+def test_parallel_stop_is_recorded_once(server, user):
+    _, token = user
+    nid = uniq()
+    m = start_stream(server, token, nid)
+    codes = parallel(8, lambda _: server.request("DELETE", "/bots/stream/%s" % nid,
+                                                 headers=uh(token)).status_code)
+    assert codes == [202] * 8, codes
+    got = get_meeting(server, token, m["id"])
+    assert got["status"] == "completed"
+    assert len([t for t in got["data"]["status_transition"] if t["to"] == "completed"]) == 1
