@@ -166,6 +166,10 @@ static int cmd_serve(const hk_config_t *cfg)
         hk_log_error("main", "op=open_store dir=%s err=\"%s\"", cfg->data_dir, err);
         goto out;
     }
+    if (hk_auth_cache_init(&app->auth_cache) || hk_resp_cache_init(&app->resp_cache)) {
+        hk_log_error("main", "msg=\"out of memory\"");
+        goto out;
+    }
     app->metrics = hk_metrics_new();
     app->router = hk_router_new();
     if (!app->metrics || !app->router || hk_api_register(app, hk_ops_routes) ||
@@ -233,6 +237,8 @@ out:
     hk_store_close(app->store);
     hk_router_free(app->router);
     hk_metrics_free(app->metrics);
+    hk_auth_cache_dispose(&app->auth_cache);
+    hk_resp_cache_dispose(&app->resp_cache);
     free(app->admin_token);
     free(app->token_secret);
     pthread_mutex_destroy(&app->touch_mu);

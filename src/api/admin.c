@@ -227,6 +227,8 @@ static void delete_token(hk_ctx_t *c)
         return;
     }
     int rc = hk_store_token_delete(c->app->store, id, NULL);
+    /* Forget it after the delete committed, so no request can re-cache it in between. */
+    hk_auth_cache_forget_token(&c->app->auth_cache, id);
     if (rc) {
         hk_api_store_error(c, rc, "token");
         return;
@@ -235,12 +237,12 @@ static void delete_token(hk_ctx_t *c)
 }
 
 const hk_api_route_t hk_admin_routes[] = {
-    {"POST", "/admin/users", create_user, HK_ROUTE_ADMIN | HK_ROUTE_BODY},
-    {"GET", "/admin/users", list_users, HK_ROUTE_ADMIN},
-    {"GET", "/admin/users/{id}", get_user, HK_ROUTE_ADMIN},
-    {"GET", "/admin/users/email/{email}", get_user_by_email, HK_ROUTE_ADMIN},
-    {"PATCH", "/admin/users/{id}", update_user, HK_ROUTE_ADMIN | HK_ROUTE_BODY},
-    {"POST", "/admin/users/{id}/tokens", create_token, HK_ROUTE_ADMIN},
-    {"DELETE", "/admin/tokens/{id}", delete_token, HK_ROUTE_ADMIN},
-    {NULL, NULL, NULL, 0},
+    {"POST", "/admin/users", create_user, HK_ROUTE_ADMIN | HK_ROUTE_BODY, NULL},
+    {"GET", "/admin/users", list_users, HK_ROUTE_ADMIN, NULL},
+    {"GET", "/admin/users/{id}", get_user, HK_ROUTE_ADMIN, NULL},
+    {"GET", "/admin/users/email/{email}", get_user_by_email, HK_ROUTE_ADMIN, NULL},
+    {"PATCH", "/admin/users/{id}", update_user, HK_ROUTE_ADMIN | HK_ROUTE_BODY, NULL},
+    {"POST", "/admin/users/{id}/tokens", create_token, HK_ROUTE_ADMIN, NULL},
+    {"DELETE", "/admin/tokens/{id}", delete_token, HK_ROUTE_ADMIN, NULL},
+    {NULL, NULL, NULL, 0, NULL},
 };

@@ -10,6 +10,7 @@
 #include "net/http.h"
 #include "net/router.h"
 #include "store/store.h"
+#include "api/cache.h"
 
 typedef struct hk_metrics_s hk_metrics_t;
 
@@ -37,6 +38,8 @@ typedef struct hk_app_s {
     uv_timer_t touch_timer; /* loop thread */
     uv_work_t touch_work;
     bool touch_busy; /* loop thread */
+    hk_auth_cache_t auth_cache;
+    hk_resp_cache_t resp_cache;
 } hk_app_t;
 
 enum {
@@ -71,6 +74,10 @@ typedef struct hk_api_route_s {
     const char *pattern;
     hk_handler_fn fn;
     unsigned flags;
+    /* Optional, loop thread: tries to answer from memory (caches) before the request goes to a
+     * worker. Runs only when authentication resolved from memory too. Must not block; leaves
+     * c->status 0 when it cannot answer. */
+    hk_handler_fn fast;
 } hk_api_route_t;
 
 /* Registers a table of routes (terminated by a {NULL} entry) with the app's router. */

@@ -275,9 +275,10 @@ static void stop_bot(hk_ctx_t *c)
 }
 
 const hk_api_route_t hk_bots_routes[] = {
-    {"POST", "/bots", create_bot, HK_ROUTE_USER | HK_ROUTE_BODY},
-    {"GET", "/bots/status", bots_status, HK_ROUTE_USER},
-    {"PUT", "/bots/{platform}/{native_id}/config", reconfigure_bot, HK_ROUTE_USER | HK_ROUTE_BODY},
-    {"DELETE", "/bots/{platform}/{native_id}", stop_bot, HK_ROUTE_USER},
-    {NULL, NULL, NULL, 0},
+    {"POST", "/bots", create_bot, HK_ROUTE_USER | HK_ROUTE_BODY, NULL},
+    {"GET", "/bots/status", bots_status, HK_ROUTE_USER, NULL},
+    {"PUT", "/bots/{platform}/{native_id}/config", reconfigure_bot, HK_ROUTE_USER | HK_ROUTE_BODY,
+     NULL},
+    {"DELETE", "/bots/{platform}/{native_id}", stop_bot, HK_ROUTE_USER, NULL},
+    {NULL, NULL, NULL, 0, NULL},
 };

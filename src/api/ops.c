@@ -154,8 +154,8 @@ static void metrics(hk_ctx_t *c)
 }
 
 const hk_api_route_t hk_ops_routes[] = {
-    {"GET", "/healthz", healthz, HK_ROUTE_INLINE},
-    {"GET", "/readyz", readyz, HK_ROUTE_PUBLIC},
-    {"GET", "/metrics", metrics, HK_ROUTE_INLINE},
-    {NULL, NULL, NULL, 0},
+    {"GET", "/healthz", healthz, HK_ROUTE_INLINE, NULL},
+    {"GET", "/readyz", readyz, HK_ROUTE_PUBLIC, NULL},
+    {"GET", "/metrics", metrics, HK_ROUTE_INLINE, NULL},
+    {NULL, NULL, NULL, 0, NULL},
 };

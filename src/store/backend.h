@@ -60,6 +60,11 @@ struct hk_store_s {
     const hk_store_backend_t *be;
     void *impl;         /* owned by the backend, released by be->close */
     int schema_version; /* after migrations */
+    /* Change counters for hk_store_meetings_version(): bumped by store.c after every committed
+     * meeting write (any thread, atomics). The buckets are indexed by user id; `epoch` is bumped
+     * when the writer does not know the user (purge) and invalidates every user. */
+    _Atomic uint64_t meeting_versions[1024];
+    _Atomic uint64_t meeting_epoch;
 };
 
 /*

@@ -1,6 +1,8 @@
 /* Backend-independent storage layer: picks the backend, checks arguments, frees results. */
 #include "store/store.h"
 
+#include <stdatomic.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -291,6 +293,21 @@ int hk_store_token_touch(hk_store_t *s, int64_t token_id, int64_t at_ms)
     return s->be->token_touch(s->impl, token_id, at_ms);
 }
 
+static void bump(hk_store_t *s, int64_t user_id)
+{
+    if (user_id > 0)
+        atomic_fetch_add(&s->meeting_versions[(uint64_t)user_id % 1024], 1);
+    else
+        atomic_fetch_add(&s->meeting_epoch, 1);
+}
+
+uint64_t hk_store_meetings_version(hk_store_t *s, int64_t user_id)
+{
+    /* Both terms only grow, so their sum changes whenever either does. */
+    return atomic_load(&s->meeting_epoch) +
+           atomic_load(&s->meeting_versions[(uint64_t)user_id % 1024]);
+}
+
 int hk_store_meeting_create(hk_store_t *s, const hk_meeting_t *in, int max_active,
                             hk_meeting_t *out)
 {
@@ -299,7 +316,10 @@ int hk_store_meeting_create(hk_store_t *s, const hk_meeting_t *in, int max_activ
         !obj_or_null(in->config))
         return HK_EINVAL;
     memset(out, 0, sizeof(*out));
-    return s->be->meeting_create(s->impl, in, max_active, out);
+    int rc = s->be->meeting_create(s->impl, in, max_active, out);
+    if (rc == 0)
+        bump(s, in->user_id);
+    return rc;
 }
 
 int hk_store_meeting_get(hk_store_t *s, int64_t user_id, int64_t id, hk_meeting_t *out)
@@ -344,9 +364,15 @@ int hk_store_meeting_set_data(hk_store_t *s, int64_t id, const json_t *data, hk_
 {
     if (s == NULL || !json_is_object(data))
         return HK_EINVAL;
-    if (out != NULL)
-        memset(out, 0, sizeof(*out));
-    return s->be->meeting_set_data(s->impl, id, data, out);
+    hk_meeting_t local;
+    hk_meeting_t *o = out ? out : &local;
+    memset(o, 0, sizeof(*o));
+    int rc = s->be->meeting_set_data(s->impl, id, data, o);
+    if (rc == 0)
+        bump(s, o->user_id);
+    if (!out)
+        hk_meeting_dispose(&local);
+    return rc;
 }
 
 int hk_store_meeting_set_status(hk_store_t *s, int64_t id, const char *expect_status,
@@ -355,17 +381,26 @@ int hk_store_meeting_set_status(hk_store_t *s, int64_t id, const char *expect_st
 {
     if (s == NULL || expect_status == NULL || !nonempty(new_status) || !obj_or_null(data))
         return HK_EINVAL;
-    if (out != NULL)
-        memset(out, 0, sizeof(*out));
-    return s->be->meeting_set_status(s->impl, id, expect_status, new_status, data, start_time,
-                                     end_time, out);
+    hk_meeting_t local;
+    hk_meeting_t *o = out ? out : &local;
+    memset(o, 0, sizeof(*o));
+    int rc = s->be->meeting_set_status(s->impl, id, expect_status, new_status, data, start_time,
+                                       end_time, o);
+    if (rc == 0)
+        bump(s, o->user_id);
+    if (!out)
+        hk_meeting_dispose(&local);
+    return rc;
 }
 
 int hk_store_meeting_purge(hk_store_t *s, int64_t id, const json_t *data)
 {
     if (s == NULL || !obj_or_null(data))
         return HK_EINVAL;
-    return s->be->meeting_purge(s->impl, id, data);
+    int rc = s->be->meeting_purge(s->impl, id, data);
+    if (rc == 0)
+        bump(s, 0);
+    return rc;
 }
 
 int hk_store_session_create(hk_store_t *s, int64_t meeting_id, const char *uid, int64_t started_at,

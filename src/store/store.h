@@ -152,6 +152,13 @@ int hk_store_meeting_set_status(hk_store_t *s, int64_t id, const char *expect_st
  */
 int hk_store_meeting_purge(hk_store_t *s, int64_t id, const json_t *data);
 
+/*
+ * A number that changes after every committed write to any meeting of `user_id` (create, data,
+ * status, purge). Read it before a query to tag a cached result; a later call returning another
+ * number means the result may be stale. Never blocks: callable on the event loop.
+ */
+uint64_t hk_store_meetings_version(hk_store_t *s, int64_t user_id);
+
 /* ---- sessions and segments (live pipeline) ---- */
 
 /* Records a new audio session of a meeting; *session_id receives its id. */

@@ -1,0 +1,42 @@
+/* In-memory caches of the REST layer, shared by the loop thread and the workers (mutex each):
+ * API-key digests → user (so a request can be authenticated without the store), and encoded
+ * responses tagged with the store's meetings version (so an unchanged listing is not rebuilt). */
+#ifndef HK_API_CACHE_H
+#define HK_API_CACHE_H
+
+#include <pthread.h>
+#include "core/common.h"
+
+typedef struct {
+    pthread_mutex_t mu;
+    struct hk_auth_slot_s *slots; /* HK_AUTH_SLOTS entries */
+    size_t used;
+} hk_auth_cache_t;
+
+typedef struct {
+    pthread_mutex_t mu;
+    struct hk_resp_slot_s *slots; /* HK_RESP_SLOTS entries */
+} hk_resp_cache_t;
+
+/* Both return 0 or HK_ENOMEM; dispose frees everything. */
+int hk_auth_cache_init(hk_auth_cache_t *c);
+void hk_auth_cache_dispose(hk_auth_cache_t *c);
+/* Looks up a SHA-256 hex digest: true and ids when known. */
+bool hk_auth_cache_get(hk_auth_cache_t *c, const char *hash_hex, int64_t *user_id,
+                       int64_t *token_id);
+/* Remembers a digest the store resolved. When the table is half full it is emptied first. */
+void hk_auth_cache_put(hk_auth_cache_t *c, const char *hash_hex, int64_t user_id, int64_t token_id);
+/* Forgets every digest of a token (call before answering a token deletion). */
+void hk_auth_cache_forget_token(hk_auth_cache_t *c, int64_t token_id);
+
+/* Response cache keyed by (user, kind, a, b): `kind` names the resource, a/b its parameters. */
+int hk_resp_cache_init(hk_resp_cache_t *c);
+void hk_resp_cache_dispose(hk_resp_cache_t *c);
+/* On a hit with the same version, returns a malloc'd copy of the body and its length. */
+char *hk_resp_cache_get(hk_resp_cache_t *c, int64_t user_id, int kind, int64_t a, int64_t b,
+                        uint64_t version, size_t *len);
+/* Stores a copy of body (bodies over 256 KB are not cached). */
+void hk_resp_cache_put(hk_resp_cache_t *c, int64_t user_id, int kind, int64_t a, int64_t b,
+                       uint64_t version, const char *body, size_t len);
+
+#endif
