@@ -70,7 +70,9 @@ int hk_json_opt_int(const json_t *obj, const char *key, const char *field, long 
     /* An integral real (3.0, or an integer too large for int64) is judged by its value. */
     if (json_is_real(v)) {
         double d = json_real_value(v);
-        if (d == floor(d) && d >= (double)min && d <= (double)max) {
+        /* (double)LLONG_MAX rounds up to 2^63, which no long long holds: bound strictly. */
+        if (d == floor(d) && d >= (double)min && d <= (double)max && d < ldexp(1, 63) &&
+            d >= -ldexp(1, 63)) {
             *out = (long long)d;
             return 0;
         }

@@ -65,16 +65,18 @@ const char *hk_log_quote(char *out, size_t outlen, const char *s)
         return out;
     }
     out[o++] = '"';
+    /* Invariant: o + 4 <= outlen, so ".." + '"' + NUL always fit when the input must be cut. */
     for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-        if (o + 6 >= outlen) {
+        size_t k = (*p == '"' || *p == '\\') ? 2 : (*p < 0x20 || *p == 0x7f) ? 4 : 1;
+        if (o + k + 4 > outlen) {
             out[o++] = '.';
             out[o++] = '.';
             break;
         }
-        if (*p == '"' || *p == '\\') {
+        if (k == 2) {
             out[o++] = '\\';
             out[o++] = (char)*p;
-        } else if (*p < 0x20 || *p == 0x7f) {
+        } else if (k == 4) {
             out[o++] = '\\';
             out[o++] = 'x';
             out[o++] = "0123456789abcdef"[*p >> 4];

@@ -36,6 +36,13 @@ char *hk_time_iso8601(int64_t ms, char *out, size_t outlen)
 
 int hk_time_parse_iso8601(const char *s, int64_t *ms_out)
 {
+    /* Fixed layout "YYYY-MM-DDTHH:MM:SS": check every digit, since sscanf would take signs and
+     * spaces. */
+    static const char layout[] = "dddd-dd-ddTdd:dd:dd";
+    for (size_t i = 0; i < sizeof(layout) - 1; i++) {
+        if (layout[i] == 'd' ? !(s[i] >= '0' && s[i] <= '9') : s[i] != layout[i])
+            return HK_EINVAL;
+    }
     int y, mo, d, h, mi, sec, n = 0;
     if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 || n != 19)
         return HK_EINVAL;
@@ -67,6 +74,10 @@ int hk_time_parse_iso8601(const char *s, int64_t *ms_out)
     tm.tm_min = mi;
     tm.tm_sec = sec;
     time_t t = timegm(&tm);
+    struct tm back;
+    /* timegm normalises impossible dates (Feb 31 → Mar 3): refuse instead. */
+    if (!gmtime_r(&t, &back) || back.tm_mday != d || back.tm_mon != mo - 1)
+        return HK_EINVAL;
     *ms_out = (int64_t)t * 1000 + millis;
     return 0;
 }
