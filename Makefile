@@ -16,7 +16,7 @@ CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g -Isrc $(PKG_CFLAGS) $(SAN) \
            -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
            -Wno-format-nonliteral $(WERROR) -MMD -MP \
            -DHK_VERSION='"$(VERSION)"' -DHK_GIT_REV='"$(GIT_REV)"'
-LDLIBS  := $(PKG_LIBS) -lhttp_parser -lpthread -lm
+LDLIBS  := $(PKG_LIBS) -lwslay -lhttp_parser -lpthread -lm
 LDFLAGS := $(SAN)
 
 SRC      := $(sort $(shell find src -name '*.c' ! -path src/main.c))
