@@ -13,6 +13,7 @@
 #include "core/config.h"
 #include "core/crypto.h"
 #include "core/log.h"
+#include "webhook/delivery.h"
 
 static void usage(FILE *out)
 {
@@ -76,6 +77,7 @@ typedef struct {
     uv_signal_t sigterm, sigint;
     uv_timer_t force_timer;
     bool stopping;
+    hk_webhook_t *webhooks;
 } server_t;
 
 static void close_cb_noop(uv_handle_t *h)
@@ -87,6 +89,7 @@ static void on_http_closed(void *data)
 {
     server_t *s = data;
     hk_api_stop(&s->app);
+    hk_webhook_stop(s->webhooks);
     uv_close((uv_handle_t *)&s->sigterm, close_cb_noop);
     uv_close((uv_handle_t *)&s->sigint, close_cb_noop);
     uv_timer_stop(&s->force_timer);
@@ -174,7 +177,7 @@ static int cmd_serve(const hk_config_t *cfg)
     app->router = hk_router_new();
     if (!app->metrics || !app->router || hk_api_register(app, hk_ops_routes) ||
         hk_api_register(app, hk_admin_routes) || hk_api_register(app, hk_bots_routes) ||
-        hk_api_register(app, hk_meetings_routes)) {
+        hk_api_register(app, hk_meetings_routes) || hk_api_register(app, hk_webhooks_routes)) {
         hk_log_error("main", "msg=\"cannot set up routes\"");
         goto out;
     }
@@ -216,6 +219,12 @@ static int cmd_serve(const hk_config_t *cfg)
     snprintf(app->ingest_url, sizeof(app->ingest_url), "%s%s/ws/audio", tls ? "wss://" : "ws://",
              app->public_url + (tls ? 8 : 7));
 
+    int wrc = hk_webhook_new(app->loop, app->store, cfg, &s->webhooks);
+    if (wrc) {
+        hk_log_error("main", "op=webhook_start err=\"%s\"", hk_strerror(wrc));
+        goto out;
+    }
+
     uv_signal_init(app->loop, &s->sigterm);
     uv_signal_init(app->loop, &s->sigint);
     uv_timer_init(app->loop, &s->force_timer);
@@ -231,8 +240,11 @@ static int cmd_serve(const hk_config_t *cfg)
     hk_log_info("main", "msg=stopped");
     rc = 0;
 out:
+    if (s->webhooks && !s->stopping)
+        hk_webhook_stop(s->webhooks); /* start-up failed after the engine started */
     if (app->loop)
         uv_loop_close(app->loop);
+    hk_webhook_free(s->webhooks);
     hk_http_server_free(app->http);
     hk_store_close(app->store);
     hk_router_free(app->router);

@@ -11,6 +11,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "core/timeutil.h"
+#include "pipeline/lifecycle.h"
 
 #define JSON_CT "application/json; charset=utf-8"
 
@@ -151,52 +152,11 @@ int hk_api_find_meeting(hk_ctx_t *c, hk_meeting_t *m)
     return 0;
 }
 
-static const char *const data_defaults[] = {"name", "notes", "completion_reason", "failure_stage"};
-
 json_t *hk_api_meeting_json(const hk_app_t *app, const hk_meeting_t *m)
 {
     HK_UNUSED(app);
-    json_t *o = json_object();
-    json_object_set_new(o, "id", json_integer(m->id));
-    json_object_set_new(o, "user_id", json_integer(m->user_id));
-    json_object_set_new(o, "platform", json_string(m->platform));
-    json_object_set_new(o, "native_meeting_id", json_string(m->native_meeting_id));
-    const char *url = json_string_value(json_object_get(m->config, "meeting_url"));
-    if (url && strcmp(m->platform, "janus") == 0) {
-        char buf[1200];
-        snprintf(buf, sizeof(buf), "%s?room=%s", url, m->native_meeting_id);
-        json_object_set_new(o, "constructed_meeting_url", json_string(buf));
-    } else {
-        json_object_set_new(o, "constructed_meeting_url", json_null());
-    }
-    json_object_set_new(o, "status", json_string(m->status));
-    hk_json_set_time_or_null(o, "start_time", m->start_time);
-    hk_json_set_time_or_null(o, "end_time", m->end_time);
-    /* Meetings are created with every default key; only copy (and fill in) when one is missing. */
-    bool complete = json_is_object(m->data) && json_object_get(m->data, "participants") &&
-                    json_object_get(m->data, "languages") &&
-                    json_object_get(m->data, "status_transition");
-    for (size_t i = 0; complete && i < HK_ARRAY_SIZE(data_defaults); i++)
-        complete = json_object_get(m->data, data_defaults[i]) != NULL;
-    if (complete) {
-        json_object_set(o, "data", m->data);
-        goto times;
-    }
-    json_t *data = json_is_object(m->data) ? json_deep_copy(m->data) : json_object();
-    for (size_t i = 0; i < HK_ARRAY_SIZE(data_defaults); i++)
-        if (!json_object_get(data, data_defaults[i]))
-            json_object_set_new(data, data_defaults[i], json_null());
-    if (!json_object_get(data, "participants"))
-        json_object_set_new(data, "participants", json_array());
-    if (!json_object_get(data, "languages"))
-        json_object_set_new(data, "languages", json_array());
-    if (!json_object_get(data, "status_transition"))
-        json_object_set_new(data, "status_transition", json_array());
-    json_object_set_new(o, "data", data);
-times:
-    hk_json_set_time_or_null(o, "created_at", m->created_at);
-    hk_json_set_time_or_null(o, "updated_at", m->updated_at);
-    return o;
+    /* One rendering for the API and the webhook envelopes (pipeline/lifecycle.c). */
+    return hk_meeting_public_json(m);
 }
 
 /* ---- token last-use batching ---- */

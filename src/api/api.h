@@ -121,6 +121,7 @@ extern const hk_api_route_t hk_admin_routes[];
 extern const hk_api_route_t hk_bots_routes[];
 extern const hk_api_route_t hk_meetings_routes[];
 extern const hk_api_route_t hk_ops_routes[];
+extern const hk_api_route_t hk_webhooks_routes[];
 
 /* Metrics (ops.c). */
 hk_metrics_t *hk_metrics_new(void);

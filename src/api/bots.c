@@ -154,7 +154,7 @@ static void create_bot(hk_ctx_t *c)
     hk_json_set_str_or_null(in.config, "bot_name", bot_name ? bot_name : "hark");
     hk_json_set_str_or_null(in.config, "meeting_url", meeting_url);
     hk_json_set_str_or_null(in.config, "passcode", passcode);
-    rc = hk_store_meeting_create(c->app->store, &in, max_active, &m);
+    rc = hk_lifecycle_create(c->app->store, &in, max_active, &m);
     json_decref(in.data);
     json_decref(in.config);
     if (rc == HK_ECONFLICT) {

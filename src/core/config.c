@@ -56,7 +56,51 @@ static const opt_t opts[] = {
      "longest meeting; meeting tokens expire after it plus a margin"},
     {"token_secret", T_STR, OFF(token_secret), "", 0, 0, true,
      "meeting-token signing secret (empty: generated into <data_dir>/token_secret)"},
+    {"webhook_allow_private", T_BOOL, OFF(webhook_allow_private), "false", 0, 1, false,
+     "allow webhook URLs that resolve to loopback, private, link-local or CGNAT addresses"},
+    {"webhook_retry_schedule", T_STR, OFF(webhook_retry_schedule),
+     "5,300,1800,7200,18000,36000,36000", 0, 0, false,
+     "seconds before each webhook retry (comma list, up to 32; jittered +-20%), then failed"},
+    {"webhook_connect_timeout_ms", T_INT, OFF(webhook_connect_timeout_ms), "5000", 100, 120000,
+     false, "webhook delivery: time allowed to connect"},
+    {"webhook_timeout_ms", T_INT, OFF(webhook_timeout_ms), "10000", 100, 300000, false,
+     "webhook delivery: time allowed for a whole attempt"},
+    {"webhook_max_concurrency", T_INT, OFF(webhook_max_concurrency), "8", 1, 256, false,
+     "webhook deliveries in flight per endpoint"},
+    {"webhook_max_response_bytes", T_SIZE, OFF(webhook_max_response_bytes), "65536", 0, 1 << 24,
+     false, "webhook delivery: response body bytes read (and discarded) at most"},
 };
+
+int hk_config_int_list(const char *s, long long min, long long max, int *out, size_t maxn,
+                       size_t *n)
+{
+    size_t count = 0;
+    const char *p = s;
+    if (s == NULL || *s == '\0')
+        return HK_EINVAL;
+    for (;;) {
+        while (*p == ' ')
+            p++;
+        if (*p < '0' || *p > '9')
+            return HK_EINVAL; /* empty item, sign or junk */
+        errno = 0;
+        char *end = NULL;
+        long long v = strtoll(p, &end, 10);
+        if (errno || v < min || v > max || count >= maxn)
+            return HK_EINVAL;
+        out[count++] = (int)v;
+        p = end;
+        while (*p == ' ')
+            p++;
+        if (*p == '\0')
+            break;
+        if (*p != ',')
+            return HK_EINVAL;
+        p++;
+    }
+    *n = count;
+    return 0;
+}
 
 static void flag_name(const opt_t *o, char *out, size_t outlen)
 {
@@ -186,6 +230,17 @@ int hk_config_load(hk_config_t *cfg, int argc, char **argv, char *err, size_t er
     }
     if (cfg->data_dir[0] == '\0' || cfg->bind[0] == '\0') {
         snprintf(err, errlen, "%s must not be empty", cfg->bind[0] ? "data_dir" : "bind");
+        rc = HK_EINVAL;
+        goto fail;
+    }
+    int sched[32];
+    size_t nsched = 0;
+    if (hk_config_int_list(cfg->webhook_retry_schedule, 0, 604800, sched, HK_ARRAY_SIZE(sched),
+                           &nsched)) {
+        snprintf(err, errlen,
+                 "webhook_retry_schedule must be 1 to 32 comma-separated seconds from 0 to "
+                 "604800 (got \"%s\")",
+                 cfg->webhook_retry_schedule);
         rc = HK_EINVAL;
         goto fail;
     }

@@ -25,6 +25,13 @@ typedef struct {
     int default_max_concurrent_bots;
     int max_meeting_duration_s;
     char *token_secret; /* meeting-token signing secret; "" = generated in data_dir */
+    /* webhooks */
+    bool webhook_allow_private;   /* deliver to loopback/private/link-local addresses (tests) */
+    char *webhook_retry_schedule; /* comma list of seconds between attempts */
+    int webhook_connect_timeout_ms;
+    int webhook_timeout_ms;
+    int webhook_max_concurrency; /* in-flight deliveries per endpoint */
+    size_t webhook_max_response_bytes;
 } hk_config_t;
 
 /*
@@ -34,6 +41,14 @@ typedef struct {
  * copies: release with hk_config_dispose(). `--help` is not handled here.
  */
 int hk_config_load(hk_config_t *cfg, int argc, char **argv, char *err, size_t errlen);
+
+/*
+ * Parses a comma-separated list of integers in [min,max] ("5,300,1800") into out[maxn]; *n gets
+ * the count (at least 1). Returns 0 or HK_EINVAL (empty item, junk, out of range, too many).
+ * Pure function, any thread.
+ */
+int hk_config_int_list(const char *s, long long min, long long max, int *out, size_t maxn,
+                       size_t *n);
 
 /* Frees the strings. */
 void hk_config_dispose(hk_config_t *cfg);

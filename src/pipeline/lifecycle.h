@@ -22,11 +22,36 @@ bool hk_lifecycle_allowed(const char *from, const char *to);
  * failure_stage set (null or []), and an empty status_transition list. New reference. */
 json_t *hk_lifecycle_initial_data(const char *language);
 
+/* Webhook event types. */
+#define HK_EVENT_STATUS_CHANGE "meeting.status_change"
+#define HK_EVENT_COMPLETED "meeting.completed"
+#define HK_EVENT_TRANSCRIPT_READY "transcript.ready"
+
+/* The public JSON form of a meeting (the API's and the webhook envelopes'). New reference, or
+ * NULL on allocation failure. Any thread. */
+json_t *hk_meeting_public_json(const hk_meeting_t *m);
+
+/*
+ * The webhook events of meeting `m` having just moved from `from` (NULL: created) to m->status
+ * at `at` for `reason`: meeting.status_change always; on completed also meeting.completed
+ * (duration_seconds, segment_count) and transcript.ready (transcript.segment_count). Returns a new
+ * array of envelopes (see docs/api.md), NULL on allocation failure. Any thread.
+ */
+json_t *hk_lifecycle_events(const hk_meeting_t *m, const char *from, const char *reason, int64_t at,
+                            int64_t segment_count);
+
+/* Creates a meeting (hk_store_meeting_create) and, in the same transaction, its
+ * meeting.status_change event (from null to in->status, reason "created"). Blocking (store):
+ * worker threads. Returns what hk_store_meeting_create returns; *out as there. */
+int hk_lifecycle_create(hk_store_t *store, const hk_meeting_t *in, int max_active,
+                        hk_meeting_t *out);
+
 /*
  * Moves meeting `id` to status `to`, recording {from,to,reason,timestamp,source}; sets
  * start_time on the first move to active and end_time on terminal states, completion_reason on
  * completed/failed and failure_stage (the status it failed in) on failed. Retries the store's
- * compare-and-set when another writer moved the meeting first. Blocking (store): worker threads.
+ * compare-and-set when another writer moved the meeting first. The transition's webhook events
+ * (hk_lifecycle_events) are written in the same transaction. Blocking (store): worker threads.
  * Returns 0 and *out (may be NULL; caller disposes), HK_ESTATE when the transition is not allowed
  * from the current status (*out then holds the current meeting), HK_ENOTFOUND, or a store error.
  */

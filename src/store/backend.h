@@ -33,7 +33,9 @@ typedef struct hk_store_backend_s {
     int (*token_lookup)(void *impl, const char *hash_hex, int64_t *user_id, int64_t *token_id);
     int (*token_touch)(void *impl, int64_t token_id, int64_t at_ms);
 
-    int (*meeting_create)(void *impl, const hk_meeting_t *in, int max_active, hk_meeting_t *out);
+    /* `ev` may be NULL; *armed receives how many deliveries the events created. */
+    int (*meeting_create)(void *impl, const hk_meeting_t *in, int max_active,
+                          const hk_store_events_t *ev, int *armed, hk_meeting_t *out);
     int (*meeting_get)(void *impl, int64_t user_id, int64_t id, hk_meeting_t *out);
     int (*meeting_find)(void *impl, int64_t user_id, const char *platform, const char *native_id,
                         hk_meeting_t *out);
@@ -43,7 +45,8 @@ typedef struct hk_store_backend_s {
     int (*meeting_set_data)(void *impl, int64_t id, const json_t *data, hk_meeting_t *out);
     int (*meeting_set_status)(void *impl, int64_t id, const char *expect_status,
                               const char *new_status, const json_t *data, int64_t start_time,
-                              int64_t end_time, hk_meeting_t *out);
+                              int64_t end_time, const hk_store_events_t *ev, int *armed,
+                              hk_meeting_t *out);
     int (*meeting_purge)(void *impl, int64_t id, const json_t *data);
 
     int (*session_create)(void *impl, int64_t meeting_id, const char *uid, int64_t started_at,
@@ -53,6 +56,19 @@ typedef struct hk_store_backend_s {
     int (*segments_put)(void *impl, const hk_segment_t *v, size_t n);
     int (*segments_list)(void *impl, int64_t meeting_id, hk_segment_t **out, size_t *n);
     int (*segments_count)(void *impl, int64_t meeting_id, int64_t *n);
+
+    /* *armed: how many pending deliveries were made due now. */
+    int (*webhook_put)(void *impl, int64_t user_id, const char *url, bool set_secret,
+                       const char *secret, const json_t *events, int *armed, hk_webhook_cfg_t *out);
+    int (*webhook_get)(void *impl, int64_t user_id, hk_webhook_cfg_t *out);
+    int (*webhook_delete)(void *impl, int64_t user_id);
+    int (*delivery_list)(void *impl, int64_t user_id, int limit, int64_t before_id,
+                         hk_delivery_t **out, size_t *n);
+    int (*delivery_redeliver)(void *impl, int64_t user_id, int64_t id, hk_delivery_t *out);
+    int (*webhook_claim)(void *impl, int64_t now, int limit, hk_delivery_t **out, size_t *n,
+                         int64_t *next_due);
+    int (*webhook_record)(void *impl, const hk_delivery_result_t *v, size_t n);
+    int (*webhook_reset_sending)(void *impl, int64_t *n);
 } hk_store_backend_t;
 
 /* The opaque handle of store.h: a backend and its state. Immutable after open (any thread). */
@@ -65,6 +81,9 @@ struct hk_store_s {
      * when the writer does not know the user (purge) and invalidates every user. */
     _Atomic uint64_t meeting_versions[1024];
     _Atomic uint64_t meeting_epoch;
+    /* hk_store_set_outbox_hook(): set at start-up, read by any thread after. */
+    void (*outbox_fn)(void *arg);
+    void *outbox_arg;
 };
 
 /*

@@ -72,8 +72,57 @@ static const char *const v1[] = {
     NULL,
 };
 
+/*
+ * v2: webhooks. One endpoint per user; an outbox of events written in the same transaction as the
+ * meeting change that causes them; one delivery row per (event, endpoint) with its retry state.
+ * `events` is a JSON array of subscribed types, NULL for all. Delivery states: pending (waiting
+ * for its next attempt), sending (claimed by the running server; reset to pending at start),
+ * delivered, failed. See docs/internals/webhooks.md.
+ */
+static const char *const v2[] = {
+    "CREATE TABLE webhooks ("
+    " user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,"
+    " url TEXT NOT NULL,"
+    " secret TEXT,"
+    " events TEXT,"
+    " created_at INTEGER NOT NULL,"
+    " updated_at INTEGER NOT NULL)",
+
+    "CREATE TABLE webhook_events ("
+    " id INTEGER PRIMARY KEY,"
+    " event_id TEXT NOT NULL UNIQUE,"
+    " user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    " meeting_id INTEGER,"
+    " event_type TEXT NOT NULL,"
+    " payload TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL)",
+    "CREATE INDEX webhook_events_meeting ON webhook_events(meeting_id)",
+
+    "CREATE TABLE webhook_deliveries ("
+    " id INTEGER PRIMARY KEY,"
+    " event_row INTEGER NOT NULL REFERENCES webhook_events(id) ON DELETE CASCADE,"
+    " user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    " meeting_id INTEGER,"
+    " state TEXT NOT NULL,"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " last_status INTEGER,"
+    " last_error TEXT,"
+    " next_attempt_at INTEGER,"
+    " delivered_at INTEGER,"
+    " created_at INTEGER NOT NULL,"
+    " updated_at INTEGER NOT NULL)",
+    "CREATE INDEX webhook_deliveries_user ON webhook_deliveries(user_id, id DESC)",
+    /* The due scan reads only pending rows in due order; the WHERE must match sqlite.c's text. */
+    "CREATE INDEX webhook_deliveries_due ON webhook_deliveries(next_attempt_at, id)"
+    " WHERE state = 'pending'",
+    /* Per-meeting order: "is an earlier delivery of this meeting still open?" */
+    "CREATE INDEX webhook_deliveries_open ON webhook_deliveries(user_id, meeting_id, id)"
+    " WHERE state IN ('pending','sending')",
+    NULL,
+};
+
 /* migrations[i] brings the schema from version i to version i + 1. */
-static const char *const *const migrations[] = {v1};
+static const char *const *const migrations[] = {v1, v2};
 
 int hk_store_migrations_latest(void)
 {

@@ -41,6 +41,11 @@
     "created_at, "                                                                                 \
     "updated_at"
 
+#define WEBHOOK_COLS "user_id, url, secret, events, created_at, updated_at"
+#define DELIVERY_COLS                                                                              \
+    "d.id, d.user_id, d.meeting_id, e.event_id, e.event_type, e.created_at, d.state, d.attempts, " \
+    "d.last_status, d.last_error, d.next_attempt_at, d.delivered_at, d.created_at, d.updated_at"
+
 enum {
     ST_BEGIN,
     ST_COMMIT,
@@ -76,6 +81,21 @@ enum {
     ST_SEGMENT_UPSERT,
     ST_SEGMENT_LIST,
     ST_SEGMENT_COUNT,
+    ST_WH_GET,
+    ST_WH_UPSERT,
+    ST_WH_DELETE,
+    ST_DLV_REARM,
+    ST_DLV_FAIL_USER,
+    ST_EVENT_INSERT,
+    ST_DLV_INSERT,
+    ST_DLV_LIST,
+    ST_DLV_GET,
+    ST_DLV_EVENT,
+    ST_DLV_CLAIM,
+    ST_DLV_MARK_SENDING,
+    ST_DLV_NEXT_DUE,
+    ST_DLV_RECORD,
+    ST_DLV_RESET_SENDING,
     ST_COUNT
 };
 
@@ -149,6 +169,52 @@ static const char *const sql_text[ST_COUNT] = {
     [ST_SEGMENT_LIST] = "SELECT " SEGMENT_COLS " FROM segments WHERE meeting_id = ?1"
                         " ORDER BY \"start\", segment_id",
     [ST_SEGMENT_COUNT] = "SELECT count(*) FROM segments WHERE meeting_id = ?1",
+
+    [ST_WH_GET] = "SELECT " WEBHOOK_COLS " FROM webhooks WHERE user_id = ?1",
+    /* ?6 says whether the secret changes; on insert ?3 is already NULL when it does not. */
+    [ST_WH_UPSERT] = "INSERT INTO webhooks (user_id, url, secret, events, created_at, updated_at)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT(user_id) DO UPDATE SET"
+                     " url = excluded.url,"
+                     " secret = CASE WHEN ?6 THEN excluded.secret ELSE secret END,"
+                     " events = excluded.events, updated_at = excluded.updated_at",
+    [ST_WH_DELETE] = "DELETE FROM webhooks WHERE user_id = ?1",
+    [ST_DLV_REARM] = "UPDATE webhook_deliveries SET next_attempt_at = ?2, updated_at = ?2"
+                     " WHERE user_id = ?1 AND state = 'pending' AND next_attempt_at > ?2",
+    [ST_DLV_FAIL_USER] =
+        "UPDATE webhook_deliveries SET state = 'failed', last_error = 'webhook removed',"
+        " next_attempt_at = NULL, updated_at = ?2"
+        " WHERE user_id = ?1 AND state IN ('pending','sending')",
+    [ST_EVENT_INSERT] = "INSERT INTO webhook_events (event_id, user_id, meeting_id, event_type,"
+                        " payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_DLV_INSERT] = "INSERT INTO webhook_deliveries (event_row, user_id, meeting_id, state,"
+                      " attempts, next_attempt_at, created_at, updated_at)"
+                      " VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4, ?4)",
+    [ST_DLV_LIST] = "SELECT " DELIVERY_COLS " FROM webhook_deliveries d"
+                    " JOIN webhook_events e ON e.id = d.event_row"
+                    " WHERE d.user_id = ?1 AND d.id < ?2 ORDER BY d.id DESC LIMIT ?3",
+    [ST_DLV_GET] = "SELECT " DELIVERY_COLS " FROM webhook_deliveries d"
+                   " JOIN webhook_events e ON e.id = d.event_row WHERE d.id = ?1",
+    [ST_DLV_EVENT] = "SELECT event_row, meeting_id FROM webhook_deliveries"
+                     " WHERE id = ?1 AND user_id = ?2",
+    /* Due, and first in its meeting: an earlier open delivery of the same meeting holds the
+     * later ones back (per-meeting order). Events without a meeting (NULL) are not ordered. */
+    [ST_DLV_CLAIM] =
+        "SELECT " DELIVERY_COLS ", e.payload, w.url, w.secret FROM webhook_deliveries d"
+        " JOIN webhook_events e ON e.id = d.event_row JOIN webhooks w ON w.user_id = d.user_id"
+        " WHERE d.state = 'pending' AND d.next_attempt_at <= ?1 AND NOT EXISTS ("
+        "SELECT 1 FROM webhook_deliveries p WHERE p.user_id = d.user_id"
+        " AND p.meeting_id = d.meeting_id AND p.id < d.id AND p.state IN ('pending','sending'))"
+        " ORDER BY d.next_attempt_at, d.id LIMIT ?2",
+    [ST_DLV_MARK_SENDING] = "UPDATE webhook_deliveries SET state = 'sending', updated_at = ?2"
+                            " WHERE id = ?1",
+    [ST_DLV_NEXT_DUE] = "SELECT min(next_attempt_at) FROM webhook_deliveries"
+                        " WHERE state = 'pending' AND next_attempt_at > ?1",
+    [ST_DLV_RECORD] = "UPDATE webhook_deliveries SET state = ?2, attempts = ?3, last_status = ?4,"
+                      " last_error = ?5, next_attempt_at = ?6,"
+                      " delivered_at = CASE WHEN ?2 = 'delivered' THEN ?7 ELSE delivered_at END,"
+                      " updated_at = ?7 WHERE id = ?1",
+    [ST_DLV_RESET_SENDING] = "UPDATE webhook_deliveries SET state = 'pending',"
+                             " next_attempt_at = ?1, updated_at = ?1 WHERE state = 'sending'",
 };
 
 typedef struct conn_s {
@@ -1006,7 +1072,199 @@ static int meeting_create_c(conn_t *c, const hk_meeting_t *in, int max_active, c
     return rc;
 }
 
-static int sq_meeting_create(void *impl, const hk_meeting_t *in, int max_active, hk_meeting_t *out)
+/* ---- webhook outbox ---- */
+
+static int read_webhook(sqlite3_stmt *st, hk_webhook_cfg_t *w)
+{
+    bool ok = true;
+    w->user_id = sqlite3_column_int64(st, 0);
+    w->url = col_text(st, 1, &ok);
+    w->secret = col_text(st, 2, &ok);
+    w->events = NULL;
+    if (sqlite3_column_type(st, 3) != SQLITE_NULL) {
+        const char *t = (const char *)sqlite3_column_text(st, 3);
+        json_t *j = t ? json_loadb(t, (size_t)sqlite3_column_bytes(st, 3), 0, NULL) : NULL;
+        if (j != NULL && !json_is_array(j)) {
+            json_decref(j);
+            j = NULL;
+        }
+        /* A damaged filter reads as "every event" rather than silently dropping events. */
+        w->events = j;
+    }
+    w->created_at = sqlite3_column_int64(st, 4);
+    w->updated_at = sqlite3_column_int64(st, 5);
+    if (!ok || w->url == NULL) {
+        hk_webhook_cfg_dispose(w);
+        return HK_ENOMEM;
+    }
+    return 0;
+}
+
+static int read_webhook_v(sqlite3_stmt *st, void *p)
+{
+    return read_webhook(st, p);
+}
+
+/* Reads the DELIVERY_COLS columns (and, with `claim`, payload, url, secret after them). */
+static int read_delivery(sqlite3_stmt *st, hk_delivery_t *d, bool claim)
+{
+    bool ok = true;
+    d->id = sqlite3_column_int64(st, 0);
+    d->user_id = sqlite3_column_int64(st, 1);
+    d->meeting_id = sqlite3_column_int64(st, 2);
+    d->event_id = col_text(st, 3, &ok);
+    d->event_type = col_text(st, 4, &ok);
+    d->event_created_at = sqlite3_column_int64(st, 5);
+    d->state = col_text(st, 6, &ok);
+    d->attempts = sqlite3_column_int(st, 7);
+    d->last_status = sqlite3_column_int(st, 8);
+    d->last_error = col_text(st, 9, &ok);
+    d->next_attempt_at = sqlite3_column_int64(st, 10);
+    d->delivered_at = sqlite3_column_int64(st, 11);
+    d->created_at = sqlite3_column_int64(st, 12);
+    d->updated_at = sqlite3_column_int64(st, 13);
+    if (claim) {
+        d->payload = col_text(st, 14, &ok);
+        d->url = col_text(st, 15, &ok);
+        d->secret = col_text(st, 16, &ok);
+    }
+    if (!ok || !d->event_id || !d->event_type || !d->state || (claim && (!d->payload || !d->url))) {
+        hk_delivery_dispose(d);
+        return HK_ENOMEM;
+    }
+    return 0;
+}
+
+static int read_delivery_v(sqlite3_stmt *st, void *p)
+{
+    return read_delivery(st, p, false);
+}
+
+static int read_claim_v(sqlite3_stmt *st, void *p)
+{
+    return read_delivery(st, p, true);
+}
+
+static void free_deliveries_v(void *v, size_t n)
+{
+    hk_store_free_deliveries(v, n);
+}
+
+/* The user's webhook on an acquired connection; HK_ENOTFOUND when none. */
+static int webhook_get_c(conn_t *c, int64_t user_id, hk_webhook_cfg_t *out, const char *op)
+{
+    sqlite3_stmt *st = stmt(c, ST_WH_GET, op);
+    if (st == NULL)
+        return HK_ESTORE;
+    if (!bind_i64(st, 1, user_id)) {
+        int rc = bind_error(c, op);
+        done(st);
+        return rc;
+    }
+    return fetch_one(c, st, op, read_webhook_v, out);
+}
+
+/* True when the filter (array of types, NULL = all) takes `type`. */
+static bool filter_takes(const json_t *events, const char *type)
+{
+    if (events == NULL)
+        return true;
+    size_t i;
+    json_t *v;
+    json_array_foreach(events, i, v)
+    {
+        const char *t = json_string_value(v);
+        if (t != NULL && strcmp(t, type) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Inserts a pending delivery of event row `event_row`, due at `now`. */
+static int delivery_insert_c(conn_t *c, int64_t event_row, int64_t user_id, int64_t meeting_id,
+                             int64_t now, const char *op)
+{
+    sqlite3_stmt *st = stmt(c, ST_DLV_INSERT, op);
+    if (st == NULL)
+        return HK_ESTORE;
+    if (!bind_i64(st, 1, event_row) || !bind_i64(st, 2, user_id) ||
+        !bind_opt_i64(st, 3, meeting_id) || !bind_i64(st, 4, now)) {
+        int rc = bind_error(c, op);
+        done(st);
+        return rc;
+    }
+    return exec_write(c, st, op);
+}
+
+/* Inside the caller's transaction: builds the events of meeting `m` (as just written), stores
+ * them and the deliveries the user's webhook takes; *armed counts the deliveries. */
+static int events_write_c(conn_t *c, const hk_store_events_t *ev, const hk_meeting_t *m, int *armed,
+                          const char *op)
+{
+    int64_t segments = 0;
+    sqlite3_stmt *st = stmt(c, ST_SEGMENT_COUNT, op);
+    if (st == NULL)
+        return HK_ESTORE;
+    if (!bind_i64(st, 1, m->id)) {
+        int rc = bind_error(c, op);
+        done(st);
+        return rc;
+    }
+    int rc = fetch_i64(c, st, op, &segments);
+    if (rc != 0)
+        return rc;
+    json_t *list = ev->build(m, segments, ev->arg);
+    if (!json_is_array(list)) {
+        json_decref(list);
+        hk_log_error(MOD, "op=%s err=\"building the events failed\"", op);
+        return HK_ENOMEM;
+    }
+    hk_webhook_cfg_t wh;
+    memset(&wh, 0, sizeof(wh));
+    rc = webhook_get_c(c, m->user_id, &wh, op);
+    bool has_webhook = rc == 0;
+    if (rc == HK_ENOTFOUND)
+        rc = 0;
+    int64_t now = hk_time_now_ms();
+    size_t i;
+    json_t *e;
+    json_array_foreach(list, i, e)
+    {
+        if (rc != 0)
+            break;
+        const char *event_id = json_string_value(json_object_get(e, "event_id"));
+        const char *type = json_string_value(json_object_get(e, "event_type"));
+        char *payload = json_dumps(e, JSON_COMPACT);
+        st = stmt(c, ST_EVENT_INSERT, op);
+        if (event_id == NULL || type == NULL || payload == NULL || st == NULL) {
+            free(payload);
+            rc = st == NULL ? HK_ESTORE : HK_EINVAL;
+            break;
+        }
+        if (!bind_text(st, 1, event_id) || !bind_i64(st, 2, m->user_id) ||
+            !bind_i64(st, 3, m->id) || !bind_text(st, 4, type) || !bind_text(st, 5, payload) ||
+            !bind_i64(st, 6, now)) {
+            rc = bind_error(c, op);
+            done(st);
+        } else {
+            rc = exec_write(c, st, op);
+        }
+        free(payload);
+        if (rc == 0 && has_webhook && filter_takes(wh.events, type)) {
+            rc = delivery_insert_c(c, sqlite3_last_insert_rowid(c->db), m->user_id, m->id, now, op);
+            if (rc == 0)
+                (*armed)++;
+        }
+    }
+    hk_webhook_cfg_dispose(&wh);
+    json_decref(list);
+    if (rc != 0)
+        *armed = 0;
+    return rc;
+}
+
+static int sq_meeting_create(void *impl, const hk_meeting_t *in, int max_active,
+                             const hk_store_events_t *ev, int *armed, hk_meeting_t *out)
 {
     static const char op[] = "meeting_create";
     sqlite_store_t *S = impl;
@@ -1016,6 +1274,8 @@ static int sq_meeting_create(void *impl, const hk_meeting_t *in, int max_active,
         rc = meeting_create_c(c, in, max_active, op);
         if (rc == 0)
             rc = meeting_get_c(c, -1, sqlite3_last_insert_rowid(c->db), out, op);
+        if (rc == 0 && ev != NULL)
+            rc = events_write_c(c, ev, out, armed, op);
         rc = tx_end(c, rc, op);
     }
     release(S, c);
@@ -1158,7 +1418,8 @@ static int meeting_status_c(conn_t *c, int64_t id, bool *terminal, const char *o
 
 static int sq_meeting_set_status(void *impl, int64_t id, const char *expect_status,
                                  const char *new_status, const json_t *data, int64_t start_time,
-                                 int64_t end_time, hk_meeting_t *out)
+                                 int64_t end_time, const hk_store_events_t *ev, int *armed,
+                                 hk_meeting_t *out)
 {
     static const char op[] = "meeting_set_status";
     sqlite_store_t *S = impl;
@@ -1187,7 +1448,10 @@ static int sq_meeting_set_status(void *impl, int64_t id, const char *expect_stat
             if (rc == 0)
                 rc = HK_ECONFLICT;
         }
+        /* Events need the meeting as written; store.c always passes an out struct. */
         rc = reread(c, rc, id, out, op);
+        if (rc == 0 && ev != NULL)
+            rc = events_write_c(c, ev, out, armed, op);
         rc = tx_end(c, rc, op);
     }
     release(S, c);
@@ -1357,6 +1621,282 @@ static int sq_segments_count(void *impl, int64_t meeting_id, int64_t *n)
     return rc;
 }
 
+/* Runs a write with user_id on ?1 and a time on ?2. */
+static int exec_user_time(conn_t *c, int id_stmt, int64_t user_id, int64_t t, const char *op)
+{
+    sqlite3_stmt *st = stmt(c, id_stmt, op);
+    if (st == NULL)
+        return HK_ESTORE;
+    if (!bind_i64(st, 1, user_id) || !bind_i64(st, 2, t)) {
+        int rc = bind_error(c, op);
+        done(st);
+        return rc;
+    }
+    return exec_write(c, st, op);
+}
+
+static int sq_webhook_put(void *impl, int64_t user_id, const char *url, bool set_secret,
+                          const char *secret, const json_t *events, int *armed,
+                          hk_webhook_cfg_t *out)
+{
+    static const char op[] = "webhook_put";
+    sqlite_store_t *S = impl;
+    conn_t *c = acquire(S);
+    int64_t now = hk_time_now_ms();
+    int rc = tx_begin(c, op);
+    if (rc == 0) {
+        sqlite3_stmt *st = stmt(c, ST_WH_UPSERT, op);
+        rc = HK_ESTORE;
+        if (st != NULL) {
+            char *ev = events ? json_dumps(events, JSON_COMPACT) : NULL;
+            if ((events && !ev) || !bind_i64(st, 1, user_id) || !bind_text(st, 2, url) ||
+                !bind_text(st, 3, set_secret ? secret : NULL) || !bind_text(st, 4, ev) ||
+                !bind_i64(st, 5, now) || !bind_i64(st, 6, set_secret ? 1 : 0)) {
+                rc = bind_error(c, op);
+                done(st);
+            } else {
+                rc = exec_write(c, st, op);
+            }
+            free(ev);
+        }
+        if (rc == 0) {
+            rc = exec_user_time(c, ST_DLV_REARM, user_id, now, op);
+            if (rc == 0)
+                *armed = sqlite3_changes(c->db);
+        }
+        if (rc == 0)
+            rc = webhook_get_c(c, user_id, out, op);
+        rc = tx_end(c, rc, op);
+    }
+    release(S, c);
+    if (rc != 0) {
+        *armed = 0;
+        hk_webhook_cfg_dispose(out);
+    }
+    return rc;
+}
+
+static int sq_webhook_get(void *impl, int64_t user_id, hk_webhook_cfg_t *out)
+{
+    sqlite_store_t *S = impl;
+    conn_t *c = acquire(S);
+    int rc = webhook_get_c(c, user_id, out, "webhook_get");
+    release(S, c);
+    return rc;
+}
+
+static int sq_webhook_delete(void *impl, int64_t user_id)
+{
+    static const char op[] = "webhook_delete";
+    sqlite_store_t *S = impl;
+    conn_t *c = acquire(S);
+    int rc = tx_begin(c, op);
+    if (rc == 0) {
+        sqlite3_stmt *st = stmt(c, ST_WH_DELETE, op);
+        rc = HK_ESTORE;
+        if (st != NULL) {
+            if (!bind_i64(st, 1, user_id)) {
+                rc = bind_error(c, op);
+                done(st);
+            } else {
+                rc = exec_write(c, st, op);
+            }
+        }
+        if (rc == 0 && sqlite3_changes(c->db) == 0)
+            rc = HK_ENOTFOUND;
+        if (rc == 0)
+            rc = exec_user_time(c, ST_DLV_FAIL_USER, user_id, hk_time_now_ms(), op);
+        rc = tx_end(c, rc, op);
+    }
+    release(S, c);
+    return rc;
+}
+
+static int sq_delivery_list(void *impl, int64_t user_id, int limit, int64_t before_id,
+                            hk_delivery_t **out, size_t *n)
+{
+    static const char op[] = "delivery_list";
+    sqlite_store_t *S = impl;
+    conn_t *c = acquire(S);
+    sqlite3_stmt *st = stmt(c, ST_DLV_LIST, op);
+    int rc = HK_ESTORE;
+    if (st != NULL) {
+        if (!bind_i64(st, 1, user_id) || !bind_i64(st, 2, before_id > 0 ? before_id : INT64_MAX) ||
+            !bind_i64(st, 3, limit)) {
+            rc = bind_error(c, op);
+            done(st);
+        } else {
+            rc = fetch_all(c, st, op, sizeof(hk_delivery_t), read_delivery_v, free_deliveries_v,
+                           (void **)out, n);
+        }
+    }
+    release(S, c);
+    return rc;
+}
+
+static int sq_delivery_redeliver(void *impl, int64_t user_id, int64_t id, hk_delivery_t *out)
+{
+    static const char op[] = "delivery_redeliver";
+    sqlite_store_t *S = impl;
+    conn_t *c = acquire(S);
+    int rc = tx_begin(c, op);
+    if (rc == 0) {
+        int64_t event_row = 0, meeting_id = 0;
+        sqlite3_stmt *st = stmt(c, ST_DLV_EVENT, op);
+        rc = HK_ESTORE;
+        if (st != NULL) {
+            if (!bind_i64(st, 1, id) || !bind_i64(st, 2, user_id)) {
+                rc = bind_error(c, op);
+                done(st);
+            } else {
+                rc = step(c, st, op);
+                if (rc == SQLITE_ROW) {
+                    event_row = sqlite3_column_int64(st, 0);
+                    meeting_id = sqlite3_column_int64(st, 1);
+                    rc = 0;
+                } else if (rc == SQLITE_DONE) {
+                    rc = HK_ENOTFOUND;
+                }
+                done(st);
+            }
+        }
+        if (rc == 0) {
+            hk_webhook_cfg_t wh;
+            memset(&wh, 0, sizeof(wh));
+            rc = webhook_get_c(c, user_id, &wh, op);
+            hk_webhook_cfg_dispose(&wh);
+            if (rc == HK_ENOTFOUND)
+                rc = HK_ESTATE;
+        }
+        if (rc == 0)
+            rc = delivery_insert_c(c, event_row, user_id, meeting_id, hk_time_now_ms(), op);
+        if (rc == 0) {
+            st = stmt(c, ST_DLV_GET, op);
+            rc = HK_ESTORE;
+            if (st != NULL) {
+                if (!bind_i64(st, 1, sqlite3_last_insert_rowid(c->db))) {
+                    rc = bind_error(c, op);
+                    done(st);
+                } else {
+                    rc = fetch_one(c, st, op, read_delivery_v, out);
+                }
+            }
+        }
+        rc = tx_end(c, rc, op);
+    }
+    release(S, c);
+    if (rc != 0)
+        hk_delivery_dispose(out);
+    return rc;
+}
+
+static int sq_webhook_claim(void *impl, int64_t now, int limit, hk_delivery_t **out, size_t *n,
+                            int64_t *next_due)
+{
+    static const char op[] = "webhook_claim";
+    sqlite_store_t *S = impl;
+    conn_t *c = acquire(S);
+    int rc = tx_begin(c, op);
+    if (rc == 0) {
+        sqlite3_stmt *st = limit > 0 ? stmt(c, ST_DLV_CLAIM, op) : NULL;
+        rc = limit > 0 && st == NULL ? HK_ESTORE : 0;
+        if (st != NULL) {
+            if (!bind_i64(st, 1, now) || !bind_i64(st, 2, limit)) {
+                rc = bind_error(c, op);
+                done(st);
+            } else {
+                rc = fetch_all(c, st, op, sizeof(hk_delivery_t), read_claim_v, free_deliveries_v,
+                               (void **)out, n);
+            }
+        }
+        st = rc == 0 && *n > 0 ? stmt(c, ST_DLV_MARK_SENDING, op) : NULL;
+        for (size_t i = 0; st != NULL && rc == 0 && i < *n; i++) {
+            if (!bind_i64(st, 1, (*out)[i].id) || !bind_i64(st, 2, now)) {
+                rc = bind_error(c, op);
+                done(st);
+            } else {
+                rc = exec_write(c, st, op);
+            }
+        }
+        if (rc == 0 && *n > 0 && st == NULL)
+            rc = HK_ESTORE;
+        if (rc == 0) {
+            st = stmt(c, ST_DLV_NEXT_DUE, op);
+            rc = HK_ESTORE;
+            if (st != NULL) {
+                if (!bind_i64(st, 1, now)) {
+                    rc = bind_error(c, op);
+                    done(st);
+                } else {
+                    rc = fetch_i64(c, st, op, next_due);
+                }
+            }
+        }
+        rc = tx_end(c, rc, op);
+    }
+    release(S, c);
+    if (rc != 0) {
+        hk_store_free_deliveries(*out, *n);
+        *out = NULL;
+        *n = 0;
+        *next_due = 0;
+    }
+    return rc;
+}
+
+static int sq_webhook_record(void *impl, const hk_delivery_result_t *v, size_t n)
+{
+    static const char op[] = "webhook_record";
+    sqlite_store_t *S = impl;
+    conn_t *c = acquire(S);
+    int rc = tx_begin(c, op);
+    if (rc == 0) {
+        sqlite3_stmt *st = stmt(c, ST_DLV_RECORD, op);
+        rc = st ? 0 : HK_ESTORE;
+        int64_t now = hk_time_now_ms();
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+            const hk_delivery_result_t *r = &v[i];
+            if (!bind_i64(st, 1, r->id) || !bind_text(st, 2, r->state) ||
+                !bind_i64(st, 3, r->attempts) || !bind_opt_i64(st, 4, r->last_status) ||
+                !bind_text(st, 5, r->last_error) || !bind_opt_i64(st, 6, r->next_attempt_at) ||
+                !bind_i64(st, 7, now)) {
+                rc = bind_error(c, op);
+                done(st);
+            } else {
+                rc = exec_write(c, st, op);
+            }
+        }
+        rc = tx_end(c, rc, op);
+    }
+    release(S, c);
+    return rc;
+}
+
+static int sq_webhook_reset_sending(void *impl, int64_t *n)
+{
+    static const char op[] = "webhook_reset_sending";
+    sqlite_store_t *S = impl;
+    conn_t *c = acquire(S);
+    int rc = tx_begin(c, op);
+    if (rc == 0) {
+        sqlite3_stmt *st = stmt(c, ST_DLV_RESET_SENDING, op);
+        rc = HK_ESTORE;
+        if (st != NULL) {
+            if (!bind_i64(st, 1, hk_time_now_ms())) {
+                rc = bind_error(c, op);
+                done(st);
+            } else {
+                rc = exec_write(c, st, op);
+            }
+        }
+        if (rc == 0)
+            *n = sqlite3_changes(c->db);
+        rc = tx_end(c, rc, op);
+    }
+    release(S, c);
+    return rc;
+}
+
 static const hk_store_backend_t sqlite_backend = {
     .name = "sqlite",
     .close = sq_close,
@@ -1384,6 +1924,14 @@ static const hk_store_backend_t sqlite_backend = {
     .segments_put = sq_segments_put,
     .segments_list = sq_segments_list,
     .segments_count = sq_segments_count,
+    .webhook_put = sq_webhook_put,
+    .webhook_get = sq_webhook_get,
+    .webhook_delete = sq_webhook_delete,
+    .delivery_list = sq_delivery_list,
+    .delivery_redeliver = sq_delivery_redeliver,
+    .webhook_claim = sq_webhook_claim,
+    .webhook_record = sq_webhook_record,
+    .webhook_reset_sending = sq_webhook_reset_sending,
 };
 
 int hk_store_sqlite_open(const char *path, int pool_size, const hk_store_backend_t **be,

@@ -308,17 +308,33 @@ uint64_t hk_store_meetings_version(hk_store_t *s, int64_t user_id)
            atomic_load(&s->meeting_versions[(uint64_t)user_id % 1024]);
 }
 
+/* Wakes the delivery engine after a commit that made deliveries due. */
+static void outbox_notify(hk_store_t *s, int armed)
+{
+    if (armed > 0 && s->outbox_fn != NULL)
+        s->outbox_fn(s->outbox_arg);
+}
+
 int hk_store_meeting_create(hk_store_t *s, const hk_meeting_t *in, int max_active,
                             hk_meeting_t *out)
 {
+    return hk_store_meeting_create_ev(s, in, max_active, NULL, out);
+}
+
+int hk_store_meeting_create_ev(hk_store_t *s, const hk_meeting_t *in, int max_active,
+                               const hk_store_events_t *ev, hk_meeting_t *out)
+{
     if (s == NULL || in == NULL || out == NULL || !nonempty(in->platform) ||
         !nonempty(in->native_meeting_id) || !nonempty(in->status) || !obj_or_null(in->data) ||
-        !obj_or_null(in->config))
+        !obj_or_null(in->config) || (ev != NULL && ev->build == NULL))
         return HK_EINVAL;
     memset(out, 0, sizeof(*out));
-    int rc = s->be->meeting_create(s->impl, in, max_active, out);
-    if (rc == 0)
+    int armed = 0;
+    int rc = s->be->meeting_create(s->impl, in, max_active, ev, &armed, out);
+    if (rc == 0) {
         bump(s, in->user_id);
+        outbox_notify(s, armed);
+    }
     return rc;
 }
 
@@ -379,15 +395,27 @@ int hk_store_meeting_set_status(hk_store_t *s, int64_t id, const char *expect_st
                                 const char *new_status, const json_t *data, int64_t start_time,
                                 int64_t end_time, hk_meeting_t *out)
 {
-    if (s == NULL || expect_status == NULL || !nonempty(new_status) || !obj_or_null(data))
+    return hk_store_meeting_set_status_ev(s, id, expect_status, new_status, data, start_time,
+                                          end_time, NULL, out);
+}
+
+int hk_store_meeting_set_status_ev(hk_store_t *s, int64_t id, const char *expect_status,
+                                   const char *new_status, const json_t *data, int64_t start_time,
+                                   int64_t end_time, const hk_store_events_t *ev, hk_meeting_t *out)
+{
+    if (s == NULL || expect_status == NULL || !nonempty(new_status) || !obj_or_null(data) ||
+        (ev != NULL && ev->build == NULL))
         return HK_EINVAL;
     hk_meeting_t local;
     hk_meeting_t *o = out ? out : &local;
     memset(o, 0, sizeof(*o));
+    int armed = 0;
     int rc = s->be->meeting_set_status(s->impl, id, expect_status, new_status, data, start_time,
-                                       end_time, o);
-    if (rc == 0)
+                                       end_time, ev, &armed, o);
+    if (rc == 0) {
         bump(s, o->user_id);
+        outbox_notify(s, armed);
+    }
     if (!out)
         hk_meeting_dispose(&local);
     return rc;
@@ -447,4 +475,132 @@ int hk_store_segments_count(hk_store_t *s, int64_t meeting_id, int64_t *n)
         return HK_EINVAL;
     *n = 0;
     return s->be->segments_count(s->impl, meeting_id, n);
+}
+
+/* ---- webhooks ---- */
+
+void hk_store_set_outbox_hook(hk_store_t *s, void (*fn)(void *arg), void *arg)
+{
+    if (s == NULL)
+        return;
+    s->outbox_fn = fn;
+    s->outbox_arg = arg;
+}
+
+void hk_webhook_cfg_dispose(hk_webhook_cfg_t *w)
+{
+    if (w == NULL)
+        return;
+    free(w->url);
+    free(w->secret);
+    json_decref(w->events);
+    memset(w, 0, sizeof(*w));
+}
+
+void hk_delivery_dispose(hk_delivery_t *d)
+{
+    if (d == NULL)
+        return;
+    free(d->event_id);
+    free(d->event_type);
+    free(d->state);
+    free(d->last_error);
+    free(d->payload);
+    free(d->url);
+    free(d->secret);
+    memset(d, 0, sizeof(*d));
+}
+
+void hk_store_free_deliveries(hk_delivery_t *v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        hk_delivery_dispose(&v[i]);
+    free(v);
+}
+
+int hk_store_webhook_put(hk_store_t *s, int64_t user_id, const char *url, bool set_secret,
+                         const char *secret, const json_t *events, hk_webhook_cfg_t *out)
+{
+    if (s == NULL || out == NULL || !nonempty(url) || (events != NULL && !json_is_array(events)))
+        return HK_EINVAL;
+    memset(out, 0, sizeof(*out));
+    int armed = 0;
+    int rc = s->be->webhook_put(s->impl, user_id, url, set_secret, secret, events, &armed, out);
+    if (rc == 0)
+        outbox_notify(s, armed);
+    return rc;
+}
+
+int hk_store_webhook_get(hk_store_t *s, int64_t user_id, hk_webhook_cfg_t *out)
+{
+    if (s == NULL || out == NULL)
+        return HK_EINVAL;
+    memset(out, 0, sizeof(*out));
+    return s->be->webhook_get(s->impl, user_id, out);
+}
+
+int hk_store_webhook_delete(hk_store_t *s, int64_t user_id)
+{
+    if (s == NULL)
+        return HK_EINVAL;
+    return s->be->webhook_delete(s->impl, user_id);
+}
+
+int hk_store_delivery_list(hk_store_t *s, int64_t user_id, int limit, int64_t before_id,
+                           hk_delivery_t **out, size_t *n)
+{
+    if (s == NULL || out == NULL || n == NULL)
+        return HK_EINVAL;
+    *out = NULL;
+    *n = 0;
+    if (limit <= 0)
+        return 0;
+    return s->be->delivery_list(s->impl, user_id, limit, before_id, out, n);
+}
+
+int hk_store_delivery_redeliver(hk_store_t *s, int64_t user_id, int64_t id, hk_delivery_t *out)
+{
+    if (s == NULL || out == NULL)
+        return HK_EINVAL;
+    memset(out, 0, sizeof(*out));
+    int rc = s->be->delivery_redeliver(s->impl, user_id, id, out);
+    if (rc == 0)
+        outbox_notify(s, 1);
+    return rc;
+}
+
+int hk_store_webhook_claim(hk_store_t *s, int64_t now, int limit, hk_delivery_t **out, size_t *n,
+                           int64_t *next_due)
+{
+    if (s == NULL || out == NULL || n == NULL || next_due == NULL)
+        return HK_EINVAL;
+    *out = NULL;
+    *n = 0;
+    *next_due = 0;
+    if (limit < 0)
+        return HK_EINVAL;
+    return s->be->webhook_claim(s->impl, now, limit, out, n, next_due);
+}
+
+int hk_store_webhook_record(hk_store_t *s, const hk_delivery_result_t *v, size_t n)
+{
+    if (s == NULL || (v == NULL && n > 0))
+        return HK_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!nonempty(v[i].state))
+            return HK_EINVAL;
+    if (n == 0)
+        return 0;
+    return s->be->webhook_record(s->impl, v, n);
+}
+
+int hk_store_webhook_reset_sending(hk_store_t *s, int64_t *n)
+{
+    int64_t dummy;
+    if (n == NULL)
+        n = &dummy;
+    *n = 0;
+    if (s == NULL)
+        return HK_EINVAL;
+    return s->be->webhook_reset_sending(s->impl, n);
 }

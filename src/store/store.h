@@ -65,6 +65,61 @@ typedef struct {
     int64_t updated_at;
 } hk_segment_t;
 
+/* A user's webhook endpoint (one per user). */
+typedef struct {
+    int64_t user_id;
+    char *url;
+    char *secret;   /* may be NULL (deliveries are then unsigned); never shown by the API */
+    json_t *events; /* array of subscribed event types, or NULL for every type */
+    int64_t created_at;
+    int64_t updated_at;
+} hk_webhook_cfg_t;
+
+/* One delivery of an event to a user's endpoint, as listed in the delivery history. */
+typedef struct {
+    int64_t id;
+    int64_t user_id;
+    int64_t meeting_id; /* 0 when the event has no meeting */
+    char *event_id;
+    char *event_type;
+    int64_t event_created_at;
+    char *state; /* pending, delivered, failed ("sending" is listed as pending) */
+    int attempts;
+    int last_status;         /* HTTP status of the last attempt, 0 = none */
+    char *last_error;        /* may be NULL */
+    int64_t next_attempt_at; /* 0 when none is planned */
+    int64_t delivered_at;
+    int64_t created_at;
+    int64_t updated_at;
+    /* Filled only by hk_store_webhook_claim: what the sender needs. */
+    char *payload; /* the envelope, exactly the bytes to POST */
+    char *url;
+    char *secret; /* may be NULL */
+} hk_delivery_t;
+
+/* The outcome of one attempt, written by hk_store_webhook_record. */
+typedef struct {
+    int64_t id;
+    const char *state; /* "pending" (retry at next_attempt_at), "delivered" or "failed" */
+    int attempts;
+    int last_status;        /* 0 = no HTTP status (connection error, timeout) */
+    const char *last_error; /* may be NULL */
+    int64_t next_attempt_at;
+} hk_delivery_result_t;
+
+/*
+ * Events of a meeting write (the webhook outbox). `build` is called once, inside the write's
+ * transaction, after the meeting row is written, with the meeting as stored and its stored segment
+ * count; it returns a new JSON array of event envelopes (objects with string "event_id" and
+ * "event_type"; each whole object is stored as the payload), or NULL on failure, which rolls the
+ * write back. The store writes one event row per envelope and, when the user has a webhook whose
+ * filter takes the type, one pending delivery row. Called on the thread doing the store call.
+ */
+typedef struct {
+    json_t *(*build)(const hk_meeting_t *m, int64_t segment_count, void *arg);
+    void *arg;
+} hk_store_events_t;
+
 /* Opens (creating if needed) the store at `location` with a pool of `pool_size` connections and
  * applies pending migrations. Returns 0 and *out, or HK_ESTORE (reason in err[errlen]). */
 int hk_store_open(const char *location, int pool_size, hk_store_t **out, char *err, size_t errlen);
@@ -125,6 +180,10 @@ bool hk_meeting_status_terminal(const char *status);
  */
 int hk_store_meeting_create(hk_store_t *s, const hk_meeting_t *in, int max_active,
                             hk_meeting_t *out);
+/* hk_store_meeting_create that also writes the events built by `ev` (may be NULL) in the same
+ * transaction: a failed create writes no event. */
+int hk_store_meeting_create_ev(hk_store_t *s, const hk_meeting_t *in, int max_active,
+                               const hk_store_events_t *ev, hk_meeting_t *out);
 /* By id, only if it belongs to user_id (user_id < 0: any user, for internal callers). */
 int hk_store_meeting_get(hk_store_t *s, int64_t user_id, int64_t id, hk_meeting_t *out);
 /* The user's latest meeting (highest id) with this platform and native id. */
@@ -146,6 +205,12 @@ int hk_store_meeting_set_data(hk_store_t *s, int64_t id, const json_t *data, hk_
 int hk_store_meeting_set_status(hk_store_t *s, int64_t id, const char *expect_status,
                                 const char *new_status, const json_t *data, int64_t start_time,
                                 int64_t end_time, hk_meeting_t *out);
+/* hk_store_meeting_set_status that also writes the events built by `ev` (may be NULL) in the same
+ * transaction: only a successful compare-and-set writes them. */
+int hk_store_meeting_set_status_ev(hk_store_t *s, int64_t id, const char *expect_status,
+                                   const char *new_status, const json_t *data, int64_t start_time,
+                                   int64_t end_time, const hk_store_events_t *ev,
+                                   hk_meeting_t *out);
 /*
  * Deletes a terminal meeting's segments and sessions and replaces its data with `data` (the
  * anonymised counters) and its config with {}. HK_ESTATE when the meeting is not terminal.
@@ -171,5 +236,50 @@ int hk_store_segments_put(hk_store_t *s, const hk_segment_t *v, size_t n);
 /* Segments of a meeting ordered by start, then segment_id. */
 int hk_store_segments_list(hk_store_t *s, int64_t meeting_id, hk_segment_t **out, size_t *n);
 int hk_store_segments_count(hk_store_t *s, int64_t meeting_id, int64_t *n);
+
+/* ---- webhooks (outbox and deliveries) ---- */
+
+/*
+ * Called after a committed write that created or re-armed deliveries (any thread; must not block:
+ * the delivery engine only wakes its loop). Set once at start-up before other threads use the
+ * store; NULL to clear.
+ */
+void hk_store_set_outbox_hook(hk_store_t *s, void (*fn)(void *arg), void *arg);
+
+void hk_webhook_cfg_dispose(hk_webhook_cfg_t *w);
+void hk_delivery_dispose(hk_delivery_t *d);
+void hk_store_free_deliveries(hk_delivery_t *v, size_t n);
+
+/* Creates or replaces the user's webhook: url; secret when set_secret (NULL clears it), else the
+ * stored one is kept; events (array or NULL = all). Also makes the user's pending deliveries due
+ * now (a fixed endpoint is retried at once). Fills *out. */
+int hk_store_webhook_put(hk_store_t *s, int64_t user_id, const char *url, bool set_secret,
+                         const char *secret, const json_t *events, hk_webhook_cfg_t *out);
+int hk_store_webhook_get(hk_store_t *s, int64_t user_id, hk_webhook_cfg_t *out);
+/* Removes the webhook; its open deliveries become failed ("webhook removed"). HK_ENOTFOUND if
+ * none. */
+int hk_store_webhook_delete(hk_store_t *s, int64_t user_id);
+
+/* The user's deliveries, newest first, ids < before_id when before_id > 0 (up to limit). */
+int hk_store_delivery_list(hk_store_t *s, int64_t user_id, int limit, int64_t before_id,
+                           hk_delivery_t **out, size_t *n);
+/* Queues the event of the user's delivery `id` again as a new pending delivery (due now); fills
+ * *out with it. HK_ENOTFOUND when the delivery is not the user's, HK_ESTATE when the user has no
+ * webhook. */
+int hk_store_delivery_redeliver(hk_store_t *s, int64_t user_id, int64_t id, hk_delivery_t *out);
+
+/*
+ * Delivery engine: claims up to `limit` deliveries due at `now` (pending, next attempt <= now, no
+ * earlier open delivery of the same meeting, endpoint still configured) and marks them "sending";
+ * fills payload/url/secret. *next_due receives the earliest future next attempt of a pending
+ * delivery (0 = none).
+ */
+int hk_store_webhook_claim(hk_store_t *s, int64_t now, int limit, hk_delivery_t **out, size_t *n,
+                           int64_t *next_due);
+/* Writes the outcomes of n attempts in one transaction. */
+int hk_store_webhook_record(hk_store_t *s, const hk_delivery_result_t *v, size_t n);
+/* Puts every "sending" delivery back to pending, due now (start-up: their sender died). *n
+ * (may be NULL) receives how many. */
+int hk_store_webhook_reset_sending(hk_store_t *s, int64_t *n);
 
 #endif

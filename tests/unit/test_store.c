@@ -103,7 +103,7 @@ static void test_open_migrate_reopen(void **state)
     char dir[256];
     new_dir(dir, sizeof(dir));
     hk_store_t *s = open_store(dir, 2);
-    assert_int_equal(hk_store_schema_version(s), 1);
+    assert_int_equal(hk_store_schema_version(s), 2);
     assert_int_equal(hk_store_ping(s), 0);
     struct stat st;
     assert_int_equal(stat(dir, &st), 0);
@@ -112,7 +112,7 @@ static void test_open_migrate_reopen(void **state)
     hk_store_close(s);
 
     s = open_store(dir, 1);
-    assert_int_equal(hk_store_schema_version(s), 1);
+    assert_int_equal(hk_store_schema_version(s), 2);
     hk_user_t u;
     assert_int_equal(hk_store_user_get(s, id, &u), 0);
     assert_string_equal(u.email, "keep@example.com");
