@@ -177,7 +177,8 @@ static int cmd_serve(const hk_config_t *cfg)
     app->router = hk_router_new();
     if (!app->metrics || !app->router || hk_api_register(app, hk_ops_routes) ||
         hk_api_register(app, hk_admin_routes) || hk_api_register(app, hk_bots_routes) ||
-        hk_api_register(app, hk_meetings_routes) || hk_api_register(app, hk_webhooks_routes)) {
+        hk_api_register(app, hk_meetings_routes) || hk_api_register(app, hk_webhooks_routes) ||
+        hk_api_register(app, hk_transcripts_routes)) {
         hk_log_error("main", "msg=\"cannot set up routes\"");
         goto out;
     }

@@ -40,6 +40,12 @@ typedef struct hk_app_s {
     bool touch_busy; /* loop thread */
     hk_auth_cache_t auth_cache;
     hk_resp_cache_t resp_cache;
+    /* The live pipeline's segments of a meeting (hk_collector_snapshot's contract), merged into
+     * GET /transcripts: a live segment replaces the stored one with the same segment_id. NULL
+     * while nothing provides them. Called on worker threads. Fills *out with n segments (caller
+     * frees with hk_store_free_segments) and *completed with NULL or n flags (caller frees). */
+    int (*live_segments)(struct hk_app_s *app, int64_t meeting_id, hk_segment_t **out,
+                         bool **completed, size_t *n);
 } hk_app_t;
 
 enum {
@@ -121,6 +127,7 @@ extern const hk_api_route_t hk_admin_routes[];
 extern const hk_api_route_t hk_bots_routes[];
 extern const hk_api_route_t hk_meetings_routes[];
 extern const hk_api_route_t hk_ops_routes[];
+extern const hk_api_route_t hk_transcripts_routes[];
 extern const hk_api_route_t hk_webhooks_routes[];
 
 /* Metrics (ops.c). */
