@@ -14,6 +14,13 @@
 #include "core/crypto.h"
 #include "core/log.h"
 #include "webhook/delivery.h"
+#include "api/ingest.h"
+#include "asr/engine.h"
+#include "bus/bus.h"
+#include "core/json.h"
+#include "core/timeutil.h"
+#include "pipeline/collector.h"
+#include "pipeline/lifecycle.h"
 
 static void usage(FILE *out)
 {
@@ -78,6 +85,7 @@ typedef struct {
     uv_timer_t force_timer;
     bool stopping;
     hk_webhook_t *webhooks;
+    uv_timer_t drain_timer; /* shutdown: waits for WebSocket sessions to wind down */
 } server_t;
 
 static void close_cb_noop(uv_handle_t *h)
@@ -85,15 +93,37 @@ static void close_cb_noop(uv_handle_t *h)
     HK_UNUSED(h);
 }
 
-static void on_http_closed(void *data)
+/* Final shutdown step, once HTTP and every WebSocket session are done: flush and stop. */
+static void finish_shutdown(server_t *s)
 {
-    server_t *s = data;
     hk_api_stop(&s->app);
     hk_webhook_stop(s->webhooks);
+    hk_collector_free(s->app.collector); /* writes pending completed segments */
+    s->app.collector = NULL;
+    hk_asr_engine_free(s->app.asr);
+    s->app.asr = NULL;
+    hk_bus_free(s->app.bus);
+    s->app.bus = NULL;
     uv_close((uv_handle_t *)&s->sigterm, close_cb_noop);
     uv_close((uv_handle_t *)&s->sigint, close_cb_noop);
     uv_timer_stop(&s->force_timer);
     uv_close((uv_handle_t *)&s->force_timer, close_cb_noop);
+    uv_close((uv_handle_t *)&s->drain_timer, close_cb_noop);
+}
+
+static void drain_cb(uv_timer_t *t)
+{
+    server_t *s = t->data;
+    if (hk_ws_endpoints_active() > 0)
+        return;
+    uv_timer_stop(t);
+    finish_shutdown(s);
+}
+
+static void on_http_closed(void *data)
+{
+    server_t *s = data;
+    uv_timer_start(&s->drain_timer, drain_cb, 0, 20);
 }
 
 static void force_exit_cb(uv_timer_t *t)
@@ -111,7 +141,80 @@ static void on_signal(uv_signal_t *h, int signum)
     s->stopping = true;
     hk_log_info("main", "msg=\"shutting down\" signal=%d", signum);
     uv_timer_start(&s->force_timer, force_exit_cb, (uint64_t)s->app.cfg->shutdown_timeout_ms, 0);
+    hk_ws_endpoints_shutdown(&s->app);
     hk_http_server_shutdown(s->app.http, on_http_closed, s);
+}
+
+/* Lifecycle observer: every committed status change becomes a meeting.status bus message (for
+ * /ws subscribers and the meeting's ingest sessions). Any thread. */
+static void publish_status(const hk_meeting_t *before, const char *to, const char *reason,
+                           void *data)
+{
+    hk_app_t *app = data;
+    if (!app->bus)
+        return;
+    json_t *o = json_object();
+    json_object_set_new(o, "type", json_string("meeting.status"));
+    json_t *m = json_object();
+    json_object_set_new(m, "id", json_integer(before->id));
+    json_object_set_new(m, "platform", json_string(before->platform));
+    json_object_set_new(m, "native_id", json_string(before->native_meeting_id));
+    json_object_set_new(o, "meeting", m);
+    json_t *p = json_object();
+    json_object_set_new(p, "status", json_string(to));
+    hk_json_set_str_or_null(p, "reason", reason);
+    json_object_set_new(p, "from", json_string(before->status));
+    json_object_set_new(o, "payload", p);
+    hk_json_set_time_or_null(o, "ts", hk_time_now_ms());
+    size_t len;
+    char *s = hk_json_encode(o, &len);
+    json_decref(o);
+    if (s)
+        hk_bus_publish(app->bus, before->id, s, len);
+    free(s);
+}
+
+static int live_segments(hk_app_t *app, int64_t meeting_id, hk_segment_t **out, bool **completed,
+                         size_t *n)
+{
+    return hk_collector_snapshot(app->collector, meeting_id, out, completed, n);
+}
+
+/* Bus, collector and recogniser: the live pipeline. Loop thread, at start. */
+static int start_pipeline(hk_app_t *app)
+{
+    const hk_config_t *cfg = app->cfg;
+    app->bus = hk_bus_new(app->loop);
+    hk_collector_config_t cc = {.flush_interval_ms = 250};
+    app->collector = app->bus ? hk_collector_new(app->loop, app->store, app->bus, &cc) : NULL;
+    if (!app->collector) {
+        hk_log_error("main", "msg=\"cannot start the live pipeline: out of memory\"");
+        return -1;
+    }
+    app->live_segments = live_segments;
+    hk_lifecycle_set_observer(publish_status, app);
+    if (strcmp(cfg->asr, "none") == 0)
+        return 0;
+    hk_asr_config_t ac = {
+        .pool_size = (unsigned)cfg->asr_pool_size,
+        .max_utterance_s = cfg->asr_max_utterance_s,
+        .partial_interval_ms = (unsigned)cfg->asr_partial_interval_ms,
+        .max_sessions = (unsigned)cfg->asr_max_sessions,
+    };
+    uint64_t t = hk_time_mono_ns();
+    int rc = hk_asr_engine_new(app->loop, &ac, &app->asr);
+    if (rc) {
+        hk_log_error("main",
+                     "op=asr_start engine=pocketsphinx err=\"%s\" hint=\"install "
+                     "pocketsphinx-en-us, or run with --asr none\"",
+                     hk_strerror(rc));
+        return -1;
+    }
+    hk_asr_stats_t st;
+    hk_asr_engine_stats(app->asr, &st);
+    hk_log_info("main", "op=asr_start engine=pocketsphinx decoders=%u load_ms=%.0f", st.decoders,
+                (double)(hk_time_mono_ns() - t) / 1e6);
+    return 0;
 }
 
 static int ensure_dir(const char *dir)
@@ -178,7 +281,7 @@ static int cmd_serve(const hk_config_t *cfg)
     if (!app->metrics || !app->router || hk_api_register(app, hk_ops_routes) ||
         hk_api_register(app, hk_admin_routes) || hk_api_register(app, hk_bots_routes) ||
         hk_api_register(app, hk_meetings_routes) || hk_api_register(app, hk_webhooks_routes) ||
-        hk_api_register(app, hk_transcripts_routes)) {
+        hk_api_register(app, hk_transcripts_routes) || hk_api_register(app, hk_ws_routes)) {
         hk_log_error("main", "msg=\"cannot set up routes\"");
         goto out;
     }
@@ -220,6 +323,9 @@ static int cmd_serve(const hk_config_t *cfg)
     snprintf(app->ingest_url, sizeof(app->ingest_url), "%s%s/ws/audio", tls ? "wss://" : "ws://",
              app->public_url + (tls ? 8 : 7));
 
+    if (start_pipeline(app))
+        goto out;
+
     int wrc = hk_webhook_new(app->loop, app->store, cfg, &s->webhooks);
     if (wrc) {
         hk_log_error("main", "op=webhook_start err=\"%s\"", hk_strerror(wrc));
@@ -229,6 +335,8 @@ static int cmd_serve(const hk_config_t *cfg)
     uv_signal_init(app->loop, &s->sigterm);
     uv_signal_init(app->loop, &s->sigint);
     uv_timer_init(app->loop, &s->force_timer);
+    uv_timer_init(app->loop, &s->drain_timer);
+    s->drain_timer.data = s;
     s->sigterm.data = s->sigint.data = s;
     uv_signal_start(&s->sigterm, on_signal, SIGTERM);
     uv_signal_start(&s->sigint, on_signal, SIGINT);
@@ -243,6 +351,12 @@ static int cmd_serve(const hk_config_t *cfg)
 out:
     if (s->webhooks && !s->stopping)
         hk_webhook_stop(s->webhooks); /* start-up failed after the engine started */
+    if (!s->stopping && (app->collector || app->asr || app->bus)) {
+        hk_collector_free(app->collector);
+        hk_asr_engine_free(app->asr);
+        hk_bus_free(app->bus);
+        uv_run(app->loop, UV_RUN_NOWAIT); /* their close callbacks */
+    }
     if (app->loop)
         uv_loop_close(app->loop);
     hk_webhook_free(s->webhooks);

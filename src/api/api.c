@@ -249,6 +249,21 @@ static bool user_key_hash(hk_http_req_t *req, char hash[HK_SHA256_HEX_LEN + 1])
     return true;
 }
 
+int64_t hk_api_try_user(hk_ctx_t *c)
+{
+    char hash[HK_SHA256_HEX_LEN + 1];
+    int64_t user_id = 0, token_id = 0;
+    if (!user_key_hash(c->req, hash))
+        return 0;
+    if (!hk_auth_cache_get(&c->app->auth_cache, hash, &user_id, &token_id)) {
+        if (hk_store_token_lookup(c->app->store, hash, &user_id, &token_id) != 0)
+            return 0;
+        hk_auth_cache_put(&c->app->auth_cache, hash, user_id, token_id);
+    }
+    hk_api_note_token_use(c->app, token_id);
+    return user_id;
+}
+
 static bool authenticate(hk_ctx_t *c)
 {
     hk_http_req_t *req = c->req;
@@ -311,12 +326,19 @@ static void run(hk_ctx_t *c)
 {
     if (authenticate(c) && parse_body(c))
         c->route->fn(c);
-    if (c->status == 0)
+    if (c->status == 0 && !c->loop_fn)
         hk_api_error(c, 500, "internal error: no response (request %s)", c->req->request_id);
 }
 
 static void finish(hk_ctx_t *c)
 {
+    if (c->loop_fn && c->status == 0) {
+        c->loop_fn(c); /* answers (or takes over) c->req itself */
+        json_decref(c->body);
+        free(c->resp_body);
+        free(c);
+        return;
+    }
     hk_http_respond(c->req, c->status, c->content_type,
                     c->extra_headers[0] ? c->extra_headers : NULL, c->resp_body, c->resp_len);
     json_decref(c->body);

@@ -1,5 +1,5 @@
 /* The REST layer: application context, request dispatch (auth, body parsing, worker threads) and
- * the helpers every resource file (admin.c, bots.c, meetings.c, ops.c) uses to answer. */
+ * the helpers every resource file (admin, bots, meetings, ops, webhooks) uses to answer. */
 #ifndef HK_API_H
 #define HK_API_H
 
@@ -13,6 +13,9 @@
 #include "api/cache.h"
 
 typedef struct hk_metrics_s hk_metrics_t;
+typedef struct hk_bus_s hk_bus_t;
+typedef struct hk_collector_s hk_collector_t;
+typedef struct hk_asr_engine_s hk_asr_engine_t;
 
 typedef struct {
     int64_t token_id, at;
@@ -46,6 +49,9 @@ typedef struct hk_app_s {
      * frees with hk_store_free_segments) and *completed with NULL or n flags (caller frees). */
     int (*live_segments)(struct hk_app_s *app, int64_t meeting_id, hk_segment_t **out,
                          bool **completed, size_t *n);
+    hk_bus_t *bus;             /* meeting events → /ws subscribers and ingest sessions */
+    hk_collector_t *collector; /* live transcripts (loop thread; snapshots from any thread) */
+    hk_asr_engine_t *asr;      /* the recogniser pool; NULL when disabled */
 } hk_app_t;
 
 enum {
@@ -71,6 +77,10 @@ typedef struct hk_ctx_s {
     char extra_headers[256];
     uv_work_t work;
     const struct hk_api_route_s *route;
+    /* When a handler sets this, it runs on the loop thread after the handler instead of the
+     * response being sent, and must answer c->req itself (respond, or take the connection over
+     * for a WebSocket). */
+    void (*loop_fn)(struct hk_ctx_s *c);
 } hk_ctx_t;
 
 typedef void (*hk_handler_fn)(hk_ctx_t *c);
@@ -114,6 +124,10 @@ int hk_api_find_meeting(hk_ctx_t *c, hk_meeting_t *m);
 /* The public JSON form of a meeting. New reference. */
 json_t *hk_api_meeting_json(const hk_app_t *app, const hk_meeting_t *m);
 
+/* The user of the request's API key (X-API-Key or ?api_key=), or 0 when there is none or it is
+ * invalid; for routes that must answer auth failures their own way (WebSockets). Worker thread. */
+int64_t hk_api_try_user(hk_ctx_t *c);
+
 /* Records that a token was used now (written to the store within about a second). */
 void hk_api_note_token_use(hk_app_t *app, int64_t token_id);
 
@@ -129,6 +143,7 @@ extern const hk_api_route_t hk_meetings_routes[];
 extern const hk_api_route_t hk_ops_routes[];
 extern const hk_api_route_t hk_transcripts_routes[];
 extern const hk_api_route_t hk_webhooks_routes[];
+extern const hk_api_route_t hk_ws_routes[];
 
 /* Metrics (ops.c). */
 hk_metrics_t *hk_metrics_new(void);

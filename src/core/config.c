@@ -56,6 +56,24 @@ static const opt_t opts[] = {
      "longest meeting; meeting tokens expire after it plus a margin"},
     {"token_secret", T_STR, OFF(token_secret), "", 0, 0, true,
      "meeting-token signing secret (empty: generated into <data_dir>/token_secret)"},
+    {"asr", T_STR, OFF(asr), "pocketsphinx", 0, 0, false,
+     "speech recogniser: pocketsphinx, or none (only external segments are accepted)"},
+    {"asr_pool_size", T_INT, OFF(asr_pool_size), "0", 0, 64, false,
+     "recogniser decoders, each ~90 MB (0 = number of cores)"},
+    {"asr_max_sessions", T_INT, OFF(asr_max_sessions), "0", 0, 100000, false,
+     "audio sessions recognised at once; beyond it clients get WAIT (0 = 8 per decoder)"},
+    {"asr_partial_interval_ms", T_INT, OFF(asr_partial_interval_ms), "250", 50, 5000, false,
+     "partial results at most this often"},
+    {"asr_max_utterance_s", T_INT, OFF(asr_max_utterance_s), "20", 2, 120, false,
+     "an utterance is cut after this long even without a pause"},
+    {"stream_idle_timeout_ms", T_INT, OFF(stream_idle_timeout_ms), "60000", 0, 86400000, false,
+     "a stream meeting completes (stream_ended) this long after its last audio session ends"},
+    {"max_ws_message_bytes", T_SIZE, OFF(max_ws_message_bytes), "1048576", 1024, 64 << 20, false,
+     "largest WebSocket message accepted (audio frames included); over it: close 1009"},
+    {"max_ws_queue_bytes", T_SIZE, OFF(max_ws_queue_bytes), "1048576", 4096, 256 << 20, false,
+     "outgoing bytes queued per WebSocket; a client behind by more is closed with 1008"},
+    {"ws_ping_interval_ms", T_INT, OFF(ws_ping_interval_ms), "30000", 0, 3600000, false,
+     "ping WebSocket clients silent this long (0 = never)"},
     {"webhook_allow_private", T_BOOL, OFF(webhook_allow_private), "false", 0, 1, false,
      "allow webhook URLs that resolve to loopback, private, link-local or CGNAT addresses"},
     {"webhook_retry_schedule", T_STR, OFF(webhook_retry_schedule),
@@ -225,6 +243,11 @@ int hk_config_load(hk_config_t *cfg, int argc, char **argv, char *err, size_t er
         level_ok = level_ok || strcasecmp(cfg->log_level, levels[i]) == 0;
     if (!level_ok) {
         snprintf(err, errlen, "log_level must be debug, info, warn, error or off");
+        rc = HK_EINVAL;
+        goto fail;
+    }
+    if (strcmp(cfg->asr, "pocketsphinx") != 0 && strcmp(cfg->asr, "none") != 0) {
+        snprintf(err, errlen, "asr must be pocketsphinx or none (got \"%s\")", cfg->asr);
         rc = HK_EINVAL;
         goto fail;
     }

@@ -25,6 +25,16 @@ typedef struct {
     int default_max_concurrent_bots;
     int max_meeting_duration_s;
     char *token_secret; /* meeting-token signing secret; "" = generated in data_dir */
+    /* live pipeline */
+    char *asr;                  /* "pocketsphinx" or "none" */
+    int asr_pool_size;          /* decoders; 0 = number of cores */
+    int asr_max_sessions;       /* open recognition sessions; 0 = 8 per decoder */
+    int asr_partial_interval_ms;
+    int asr_max_utterance_s;
+    int stream_idle_timeout_ms; /* a stream meeting completes this long after its last session */
+    size_t max_ws_message_bytes;
+    size_t max_ws_queue_bytes;
+    int ws_ping_interval_ms;
     /* webhooks */
     bool webhook_allow_private;   /* deliver to loopback/private/link-local addresses (tests) */
     char *webhook_retry_schedule; /* comma list of seconds between attempts */

@@ -192,6 +192,15 @@ int hk_lifecycle_create(hk_store_t *store, const hk_meeting_t *in, int max_activ
     return hk_store_meeting_create_ev(store, in, max_active, &ev, out);
 }
 
+static hk_lifecycle_observer_fn observer;
+static void *observer_data;
+
+void hk_lifecycle_set_observer(hk_lifecycle_observer_fn fn, void *data)
+{
+    observer = fn;
+    observer_data = data;
+}
+
 int hk_lifecycle_transition(hk_store_t *store, int64_t id, const char *to, const char *reason,
                             const char *source, hk_meeting_t *out)
 {
@@ -236,9 +245,12 @@ int hk_lifecycle_transition(hk_store_t *store, int64_t id, const char *to, const
         hk_store_events_t ev = {build_cb, &ch};
         rc = hk_store_meeting_set_status_ev(store, id, m.status, to, data, start, end, &ev, out);
         json_decref(data);
-        if (rc == 0)
+        if (rc == 0) {
             hk_log_info("lifecycle", "meeting_id=%lld from=%s to=%s reason=%s source=%s",
                         (long long)id, m.status, to, reason ? reason : "-", source);
+            if (observer)
+                observer(&m, to, reason, observer_data);
+        }
         hk_meeting_dispose(&m);
         if (rc != HK_ECONFLICT)
             return rc;

@@ -58,4 +58,13 @@ int hk_lifecycle_create(hk_store_t *store, const hk_meeting_t *in, int max_activ
 int hk_lifecycle_transition(hk_store_t *store, int64_t id, const char *to, const char *reason,
                             const char *source, hk_meeting_t *out);
 
+/* Called after every committed transition with the meeting as it was before (id, user,
+ * platform, native id, old status), the new status and the reason. Runs on the thread that made
+ * the transition (usually a worker): it must be thread-safe and must not block. */
+typedef void (*hk_lifecycle_observer_fn)(const hk_meeting_t *before, const char *to,
+                                         const char *reason, void *data);
+
+/* Installs the observer (one; NULL removes it). Call at start-up, before any transition. */
+void hk_lifecycle_set_observer(hk_lifecycle_observer_fn fn, void *data);
+
 #endif

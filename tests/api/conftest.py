@@ -39,6 +39,9 @@ class Server:
         if self.admin_token is not None:
             cmd += ["--admin-token", self.admin_token]
         env = dict(os.environ)
+        # Loading the recogniser costs ~0.5 s and ~90 MB per decoder: only tests that need it
+        # ask for it (env={"HARK_ASR": "pocketsphinx"}).
+        env.setdefault("HARK_ASR", "none")
         env.update(self.extra_env)
         self.log_lines = []
         self._ready.clear()

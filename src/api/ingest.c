@@ -1,0 +1,804 @@
+/* GET /ws/audio: audio ingest (protocols.md section 2). One WebSocket = one audio session of one
+ * meeting: config frame → token check → SERVER_READY → audio / speaker events / external segments
+ * → END_OF_AUDIO. Audio goes to the ASR engine; results and external segments go to the
+ * collector. Everything here runs on the loop thread except the store calls in work callbacks.
+ * State machine: docs/internals/ingest.md. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "api/api.h"
+#include "api/ingest.h"
+#include "asr/engine.h"
+#include "audio/convert.h"
+#include "core/json.h"
+#include "core/jwt.h"
+#include "core/log.h"
+#include "core/timeutil.h"
+#include "net/ws.h"
+#include "pipeline/collector.h"
+#include "pipeline/lifecycle.h"
+
+typedef enum { S_CONFIG, S_VERIFYING, S_RUNNING, S_FINISHING, S_DONE } state_t;
+
+typedef struct meeting_rt_s meeting_rt_t;
+typedef struct ingest_s ingest_t;
+
+/* Per meeting with at least one session (or a pending idle completion). Loop thread. */
+struct meeting_rt_s {
+    hk_app_t *app;
+    int64_t meeting_id;
+    int nsessions;
+    ingest_t *sessions;
+    uv_timer_t idle;
+    bool idle_armed;
+    bool closing;
+    hk_bus_sub_t *sub;
+    uv_work_t work;
+    bool working;
+    meeting_rt_t *next;
+};
+
+typedef struct {
+    double start; /* as sent by the client */
+    uint32_t seq;
+} ext_key_t;
+
+struct ingest_s {
+    hk_app_t *app;
+    hk_ws_t *ws;
+    state_t state;
+    char uid[130];
+    bool float32;
+    unsigned rate;
+    char language[17];
+    hk_resampler_t *rs;
+    int64_t meeting_id, user_id, session_id;
+    hk_meeting_t meeting; /* filled by the verify work */
+    meeting_rt_t *rt;
+    ingest_t *rt_next;
+    ingest_t *all_next;
+    hk_live_t *live;
+    hk_asr_session_t *asr;
+    bool external;
+    ext_key_t *ext;
+    size_t next_ext, ext_cap;
+    double offset_s; /* this session's first sample on the meeting timeline */
+    int pending;     /* work items in flight: the struct lives until 0 and the ws is gone */
+    bool ws_gone;
+    bool session_ended;
+    uv_work_t work;
+    int work_rc;
+    char work_err[160];
+    int16_t *pcm;
+    size_t pcm_cap;
+    uint64_t dropped_samples;
+};
+
+static meeting_rt_t *rts; /* loop thread */
+static ingest_t *ingests; /* every ingest connection not yet freed */
+static size_t ningests;
+static bool shutting_down;
+
+static void send_status(ingest_t *in, const char *status, const char *message)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "uid", json_string(in->uid));
+    json_object_set_new(o, "status", json_string(status));
+    hk_json_set_str_or_null(o, "message", message);
+    size_t len;
+    char *s = hk_json_encode(o, &len);
+    json_decref(o);
+    if (s && in->ws)
+        hk_ws_send_text(in->ws, s, len);
+    free(s);
+}
+
+/* Ends the session with an ERROR frame and a close; nothing else is affected. */
+static void fail(ingest_t *in, uint16_t code, const char *message)
+{
+    hk_log_info("ingest", "meeting_id=%lld uid=%s op=reject reason=\"%s\"",
+                (long long)in->meeting_id, in->uid[0] ? in->uid : "-", message);
+    send_status(in, "ERROR", message);
+    in->state = S_DONE;
+    if (in->ws)
+        hk_ws_close(in->ws, code, message);
+}
+
+static void maybe_free(ingest_t *in)
+{
+    if (!in->ws_gone || in->pending > 0)
+        return;
+    for (ingest_t **pp = &ingests; *pp; pp = &(*pp)->all_next) {
+        if (*pp == in) {
+            *pp = in->all_next;
+            break;
+        }
+    }
+    ningests--;
+    hk_meeting_dispose(&in->meeting);
+    hk_resampler_free(in->rs);
+    free(in->ext);
+    free(in->pcm);
+    free(in);
+}
+
+/* ---- per-meeting runtime: session count, idle completion, reaction to a stop ---- */
+
+static void rt_close_cb(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void rt_release_if_idle(meeting_rt_t *rt)
+{
+    if (rt->nsessions > 0 || rt->idle_armed || rt->working || rt->closing)
+        return;
+    for (meeting_rt_t **pp = &rts; *pp; pp = &(*pp)->next) {
+        if (*pp == rt) {
+            *pp = rt->next;
+            break;
+        }
+    }
+    hk_bus_unsubscribe(rt->sub);
+    rt->closing = true;
+    uv_close((uv_handle_t *)&rt->idle, rt_close_cb);
+}
+
+static void idle_work_cb(uv_work_t *w)
+{
+    meeting_rt_t *rt = w->data;
+    hk_meeting_t m;
+    int rc = hk_lifecycle_transition(rt->app->store, rt->meeting_id, "completed", "stream_ended",
+                                     HK_SOURCE_SYSTEM, &m);
+    if (rc == 0 || rc == HK_ESTATE)
+        hk_meeting_dispose(&m);
+}
+
+static void idle_after_cb(uv_work_t *w, int status)
+{
+    HK_UNUSED(status);
+    meeting_rt_t *rt = w->data;
+    rt->working = false;
+    rt_release_if_idle(rt);
+}
+
+static void idle_timer_cb(uv_timer_t *t)
+{
+    meeting_rt_t *rt = t->data;
+    rt->idle_armed = false;
+    if (rt->nsessions > 0)
+        return;
+    if (rt->working) { /* the previous completion is still being written: look again soon */
+        uv_timer_start(&rt->idle, idle_timer_cb, 100, 0);
+        rt->idle_armed = true;
+        return;
+    }
+    rt->work.data = rt;
+    rt->working = uv_queue_work(rt->app->loop, &rt->work, idle_work_cb, idle_after_cb) == 0;
+    rt_release_if_idle(rt);
+}
+
+/* A meeting that reached a final state ends its sessions (e.g. DELETE /bots while streaming). */
+static void rt_bus_cb(hk_bus_msg_t *msg, void *data)
+{
+    meeting_rt_t *rt = data;
+    static const char prefix[] = "{\"type\":\"meeting.status\"";
+    if (msg->len < sizeof(prefix) || memcmp(msg->data, prefix, sizeof(prefix) - 1) != 0)
+        return;
+    json_t *o = json_loadb(msg->data, msg->len, 0, NULL);
+    const char *status =
+        json_string_value(json_object_get(json_object_get(o, "payload"), "status"));
+    if (status && hk_meeting_status_terminal(status)) {
+        for (ingest_t *in = rt->sessions; in; in = in->rt_next)
+            if (in->state != S_DONE)
+                fail(in, HK_WS_CLOSE_NORMAL, "meeting has ended");
+    }
+    json_decref(o);
+}
+
+static meeting_rt_t *rt_get(hk_app_t *app, int64_t meeting_id)
+{
+    for (meeting_rt_t *rt = rts; rt; rt = rt->next)
+        if (rt->meeting_id == meeting_id && !rt->closing)
+            return rt;
+    meeting_rt_t *rt = calloc(1, sizeof(*rt));
+    if (!rt)
+        return NULL;
+    rt->app = app;
+    rt->meeting_id = meeting_id;
+    uv_timer_init(app->loop, &rt->idle);
+    rt->idle.data = rt;
+    if (app->bus)
+        hk_bus_subscribe(app->bus, meeting_id, rt_bus_cb, rt, &rt->sub);
+    rt->next = rts;
+    rts = rt;
+    return rt;
+}
+
+static void rt_add(meeting_rt_t *rt, ingest_t *in)
+{
+    rt->nsessions++;
+    if (rt->idle_armed) {
+        uv_timer_stop(&rt->idle);
+        rt->idle_armed = false;
+    }
+    in->rt = rt;
+    in->rt_next = rt->sessions;
+    rt->sessions = in;
+}
+
+static void rt_remove(ingest_t *in)
+{
+    meeting_rt_t *rt = in->rt;
+    if (!rt)
+        return;
+    for (ingest_t **pp = &rt->sessions; *pp; pp = &(*pp)->rt_next) {
+        if (*pp == in) {
+            *pp = in->rt_next;
+            break;
+        }
+    }
+    in->rt = NULL;
+    rt->nsessions--;
+    if (shutting_down) {
+        /* Not completed on shutdown: a restart may see the client reconnect. */
+        rt_release_if_idle(rt);
+        return;
+    }
+    if (rt->nsessions == 0) {
+        uint64_t ms = (uint64_t)rt->app->cfg->stream_idle_timeout_ms;
+        uv_timer_start(&rt->idle, idle_timer_cb, ms, 0);
+        rt->idle_armed = true;
+    }
+}
+
+/* ---- session end (store) ---- */
+
+static void end_work_cb(uv_work_t *w)
+{
+    ingest_t *in = w->data;
+    hk_store_session_end(in->app->store, in->session_id, hk_time_now_ms());
+}
+
+static void end_after_cb(uv_work_t *w, int status)
+{
+    HK_UNUSED(status);
+    ingest_t *in = w->data;
+    in->pending--;
+    maybe_free(in);
+}
+
+static void end_session(ingest_t *in)
+{
+    if (in->session_ended || in->session_id == 0)
+        return;
+    in->session_ended = true;
+    if (in->live) {
+        hk_collector_complete_session(in->live, in->session_id);
+        hk_collector_release(in->live);
+        in->live = NULL;
+    }
+    in->work.data = in;
+    if (uv_queue_work(in->app->loop, &in->work, end_work_cb, end_after_cb) == 0)
+        in->pending++;
+    rt_remove(in);
+}
+
+/* ---- ASR results ---- */
+
+static void send_segment(ingest_t *in, const hk_asr_result_t *r)
+{
+    char start[32], end[32];
+    snprintf(start, sizeof(start), "%.3f", in->offset_s + r->start_s);
+    snprintf(end, sizeof(end), "%.3f", in->offset_s + r->end_s);
+    json_t *seg = json_object();
+    json_object_set_new(seg, "start", json_string(start));
+    json_object_set_new(seg, "end", json_string(end));
+    json_object_set_new(seg, "text", json_string(r->text ? r->text : ""));
+    json_object_set_new(seg, "completed", json_boolean(r->kind == HK_ASR_FINAL));
+    json_t *o = json_object();
+    json_object_set_new(o, "uid", json_string(in->uid));
+    json_t *arr = json_array();
+    json_array_append_new(arr, seg);
+    json_object_set_new(o, "segments", arr);
+    size_t len;
+    char *s = hk_json_encode(o, &len);
+    json_decref(o);
+    if (s && in->ws && hk_ws_is_open(in->ws))
+        hk_ws_send_text(in->ws, s, len);
+    free(s);
+}
+
+static void asr_result_cb(hk_asr_session_t *s, const hk_asr_result_t *r, void *user)
+{
+    HK_UNUSED(s);
+    ingest_t *in = user;
+    if (!in->live)
+        return;
+    hk_seg_update_t u = {
+        .session_id = in->session_id,
+        .seq = (uint32_t)r->seq,
+        .start = in->offset_s + r->start_s,
+        .end = in->offset_s + (r->end_s > r->start_s ? r->end_s : r->start_s),
+        .text = r->text ? r->text : "",
+        .language = in->language,
+        .completed = r->kind == HK_ASR_FINAL,
+    };
+    hk_collector_put(in->live, &u, 1);
+    send_segment(in, r);
+}
+
+static void asr_done_cb(hk_asr_session_t *s, int status, void *user)
+{
+    ingest_t *in = user;
+    if (status)
+        hk_log_warn("ingest", "meeting_id=%lld op=asr_finish err=\"%s\"", (long long)in->meeting_id,
+                    hk_strerror(status));
+    hk_asr_session_free(s);
+    in->asr = NULL;
+    end_session(in);
+    in->state = S_DONE;
+    if (in->ws)
+        hk_ws_close(in->ws, HK_WS_CLOSE_NORMAL, "end of audio");
+}
+
+static void finish(ingest_t *in)
+{
+    if (in->state != S_RUNNING)
+        return;
+    in->state = S_FINISHING;
+    if (in->asr && hk_asr_session_finish(in->asr) == 0)
+        return; /* asr_done_cb closes */
+    asr_done_cb(in->asr, 0, in);
+}
+
+/* ---- verification (worker) ---- */
+
+static void verify_work_cb(uv_work_t *w)
+{
+    ingest_t *in = w->data;
+    hk_store_t *st = in->app->store;
+    hk_meeting_t m;
+    int rc = hk_store_meeting_get(st, in->user_id, in->meeting_id, &m);
+    if (rc) {
+        snprintf(in->work_err, sizeof(in->work_err), "invalid token: meeting not found");
+        in->work_rc = HK_EAUTH;
+        return;
+    }
+    if (hk_meeting_status_terminal(m.status)) {
+        snprintf(in->work_err, sizeof(in->work_err), "invalid token: meeting is %s", m.status);
+        in->work_rc = HK_ESTATE;
+        hk_meeting_dispose(&m);
+        return;
+    }
+    if (strcmp(m.status, "active") != 0) {
+        hk_meeting_t a;
+        rc = hk_lifecycle_transition(st, m.id, "active", NULL, HK_SOURCE_SYSTEM, &a);
+        if (rc == 0 || rc == HK_ESTATE) {
+            hk_meeting_dispose(&m);
+            m = a; /* the current state either way */
+        }
+        if (hk_meeting_status_terminal(m.status) || strcmp(m.status, "active") != 0) {
+            snprintf(in->work_err, sizeof(in->work_err), "meeting is %s", m.status);
+            in->work_rc = HK_ESTATE;
+            hk_meeting_dispose(&m);
+            return;
+        }
+    }
+    rc = hk_store_session_create(st, m.id, in->uid, hk_time_now_ms(), &in->session_id);
+    if (rc) {
+        snprintf(in->work_err, sizeof(in->work_err), "could not start the session");
+        in->work_rc = rc;
+        hk_meeting_dispose(&m);
+        return;
+    }
+    in->meeting = m;
+    in->work_rc = 0;
+}
+
+static void verify_after_cb(uv_work_t *w, int status)
+{
+    ingest_t *in = w->data;
+    in->pending--;
+    if (in->ws_gone) {
+        in->state = S_DONE;
+        end_session(in); /* no-op when no session was created */
+        maybe_free(in);
+        return;
+    }
+    if (status || in->work_rc) {
+        fail(in, HK_WS_CLOSE_POLICY, in->work_err[0] ? in->work_err : "server busy");
+        return;
+    }
+    hk_app_t *app = in->app;
+    meeting_rt_t *rt = rt_get(app, in->meeting_id);
+    if (!rt || hk_collector_attach(app->collector, &in->meeting, &in->live) != 0) {
+        fail(in, HK_WS_CLOSE_INTERNAL, "out of memory");
+        end_session(in);
+        return;
+    }
+    rt_add(rt, in);
+    int64_t t0 = hk_live_t0(in->live);
+    int64_t now = hk_time_now_ms();
+    in->offset_s = now > t0 ? (double)(now - t0) / 1000.0 : 0;
+    if (app->asr) {
+        hk_asr_callbacks_t cb = {asr_result_cb, asr_done_cb};
+        int rc = hk_asr_session_new(app->asr, &cb, in, &in->asr);
+        if (rc == HK_ELIMIT) {
+            hk_asr_stats_t st;
+            hk_asr_engine_stats(app->asr, &st);
+            /* WAIT carries an estimate in minutes (WhisperLive's shape). */
+            json_t *o = json_object();
+            json_object_set_new(o, "uid", json_string(in->uid));
+            json_object_set_new(o, "status", json_string("WAIT"));
+            json_object_set_new(o, "message", json_real(st.oldest_wait_ms / 60000.0 + 0.5));
+            size_t len;
+            char *s = hk_json_encode(o, &len);
+            json_decref(o);
+            if (s)
+                hk_ws_send_text(in->ws, s, len);
+            free(s);
+            in->state = S_DONE;
+            end_session(in);
+            hk_ws_close(in->ws, HK_WS_CLOSE_NORMAL, "server at capacity");
+            return;
+        }
+        if (rc) {
+            fail(in, HK_WS_CLOSE_INTERNAL, "recogniser unavailable");
+            end_session(in);
+            return;
+        }
+    }
+    if (in->rate != HK_AUDIO_ASR_RATE && hk_resampler_new(in->rate, HK_AUDIO_ASR_RATE, &in->rs)) {
+        fail(in, HK_WS_CLOSE_INTERNAL, "cannot resample");
+        end_session(in);
+        return;
+    }
+    in->state = S_RUNNING;
+    json_t *o = json_object();
+    json_object_set_new(o, "uid", json_string(in->uid));
+    json_object_set_new(o, "message", json_string("SERVER_READY"));
+    json_object_set_new(o, "backend", json_string(app->asr ? "pocketsphinx" : "external"));
+    json_object_set_new(o, "session_id", json_integer(in->session_id));
+    json_object_set_new(o, "meeting_id", json_integer(in->meeting_id));
+    size_t len;
+    char *s = hk_json_encode(o, &len);
+    json_decref(o);
+    if (s)
+        hk_ws_send_text(in->ws, s, len);
+    free(s);
+    hk_log_info("ingest",
+                "meeting_id=%lld session_id=%lld uid=%s op=ready rate=%u format=%s "
+                "offset_s=%.3f",
+                (long long)in->meeting_id, (long long)in->session_id, in->uid, in->rate,
+                in->float32 ? "float32" : "int16", in->offset_s);
+}
+
+/* ---- frames ---- */
+
+static void on_config(ingest_t *in, json_t *o)
+{
+    const char *uid = json_string_value(json_object_get(o, "uid"));
+    if (uid && strlen(uid) < sizeof(in->uid))
+        snprintf(in->uid, sizeof(in->uid), "%s", uid);
+    const char *token = json_string_value(json_object_get(o, "token"));
+    if (!token) {
+        fail(in, HK_WS_CLOSE_POLICY, "invalid token: missing");
+        return;
+    }
+    json_t *fmt = json_object_get(o, "audio_format");
+    if (fmt && !json_is_null(fmt)) {
+        const char *f = json_string_value(fmt);
+        if (!f || (strcmp(f, "float32") && strcmp(f, "int16"))) {
+            fail(in, HK_WS_CLOSE_POLICY, "invalid config: audio_format must be float32 or int16");
+            return;
+        }
+        in->float32 = strcmp(f, "float32") == 0;
+    }
+    json_t *rate = json_object_get(o, "sample_rate");
+    if (rate && !json_is_null(rate)) {
+        if (!json_is_integer(rate) || json_integer_value(rate) < HK_AUDIO_RATE_MIN ||
+            json_integer_value(rate) > HK_AUDIO_RATE_MAX) {
+            fail(in, HK_WS_CLOSE_POLICY, "invalid config: sample_rate must be 8000..48000");
+            return;
+        }
+        in->rate = (unsigned)json_integer_value(rate);
+    }
+    json_t *lang = json_object_get(o, "language");
+    if (lang && !json_is_null(lang)) {
+        const char *l = json_string_value(lang);
+        if (!l || strcmp(l, "en") != 0) {
+            fail(in, HK_WS_CLOSE_POLICY, "invalid config: language not supported (supported: en)");
+            return;
+        }
+    }
+    json_t *task = json_object_get(o, "task");
+    if (task && !json_is_null(task) &&
+        (!json_is_string(task) || strcmp(json_string_value(task), "transcribe") != 0)) {
+        fail(in, HK_WS_CLOSE_POLICY, "invalid config: task not supported (supported: transcribe)");
+        return;
+    }
+    json_t *claims = NULL;
+    const char *reason = NULL;
+    if (hk_jwt_verify(in->app->token_secret, token, "hark", "hark-ingest", hk_time_now_ms() / 1000,
+                      &claims, &reason)) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "invalid token: %s", reason);
+        fail(in, HK_WS_CLOSE_POLICY, msg);
+        return;
+    }
+    const char *scope = json_string_value(json_object_get(claims, "scope"));
+    json_t *mid = json_object_get(claims, "meeting_id"), *uidc = json_object_get(claims, "user_id");
+    if (!scope || strcmp(scope, "transcribe:write") != 0 || !json_is_integer(mid) ||
+        !json_is_integer(uidc)) {
+        json_decref(claims);
+        fail(in, HK_WS_CLOSE_POLICY, "invalid token: wrong scope or claims");
+        return;
+    }
+    in->meeting_id = json_integer_value(mid);
+    in->user_id = json_integer_value(uidc);
+    json_decref(claims);
+    in->state = S_VERIFYING;
+    in->work.data = in;
+    if (uv_queue_work(in->app->loop, &in->work, verify_work_cb, verify_after_cb) != 0) {
+        fail(in, HK_WS_CLOSE_INTERNAL, "server busy");
+        return;
+    }
+    in->pending++;
+}
+
+static void on_speaker(ingest_t *in, json_t *payload)
+{
+    const char *ev = json_string_value(json_object_get(payload, "event_type"));
+    const char *name = json_string_value(json_object_get(payload, "participant_name"));
+    json_t *ts = json_object_get(payload, "relative_client_timestamp_ms");
+    if (!ev || !name || !json_is_number(ts) ||
+        (strcmp(ev, "SPEAKER_START") && strcmp(ev, "SPEAKER_END"))) {
+        fail(in, HK_WS_CLOSE_POLICY, "invalid speaker_activity payload");
+        return;
+    }
+    double t = in->offset_s + json_number_value(ts) / 1000.0;
+    hk_collector_speaker(in->live, name, t, strcmp(ev, "SPEAKER_START") == 0);
+}
+
+static uint32_t ext_seq(ingest_t *in, double start)
+{
+    for (size_t i = 0; i < in->next_ext; i++)
+        if (in->ext[i].start == start)
+            return in->ext[i].seq;
+    if (in->next_ext == in->ext_cap) {
+        size_t ncap = in->ext_cap ? in->ext_cap * 2 : 64;
+        ext_key_t *p = realloc(in->ext, ncap * sizeof(*p));
+        if (!p)
+            return UINT32_MAX;
+        in->ext = p;
+        in->ext_cap = ncap;
+    }
+    in->ext[in->next_ext] = (ext_key_t){start, (uint32_t)in->next_ext};
+    return (uint32_t)in->next_ext++;
+}
+
+static void on_segments(ingest_t *in, json_t *arr)
+{
+    if (!json_is_array(arr) || json_array_size(arr) > 1000) {
+        fail(in, HK_WS_CLOSE_POLICY, "invalid segments payload");
+        return;
+    }
+    if (!in->external) {
+        /* An external engine transcribes this session: stop our own recogniser. */
+        in->external = true;
+        hk_asr_session_free(in->asr);
+        in->asr = NULL;
+    }
+    size_t n = json_array_size(arr);
+    hk_seg_update_t *u = calloc(n ? n : 1, sizeof(*u));
+    if (!u) {
+        fail(in, HK_WS_CLOSE_INTERNAL, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *s = json_array_get(arr, i);
+        json_t *st = json_object_get(s, "start"), *en = json_object_get(s, "end");
+        const char *text = json_string_value(json_object_get(s, "text"));
+        json_t *sp = json_object_get(s, "speaker"), *lg = json_object_get(s, "language");
+        json_t *done = json_object_get(s, "completed");
+        if (!json_is_number(st) || !json_is_number(en) || !text || json_number_value(st) < 0 ||
+            json_number_value(en) < json_number_value(st) ||
+            (sp && !json_is_null(sp) && !json_is_string(sp)) ||
+            (lg && !json_is_null(lg) && !json_is_string(lg)) || (done && !json_is_boolean(done)) ||
+            strlen(text) > 10000) {
+            free(u);
+            fail(in, HK_WS_CLOSE_POLICY, "invalid segment: needs start <= end, text");
+            return;
+        }
+        uint32_t seq = ext_seq(in, json_number_value(st));
+        if (seq == UINT32_MAX) {
+            free(u);
+            fail(in, HK_WS_CLOSE_INTERNAL, "out of memory");
+            return;
+        }
+        u[i] = (hk_seg_update_t){
+            .session_id = in->session_id,
+            .seq = seq,
+            .start = in->offset_s + json_number_value(st),
+            .end = in->offset_s + json_number_value(en),
+            .text = text,
+            .language = json_string_value(lg) ? json_string_value(lg) : in->language,
+            .speaker = json_string_value(sp),
+            .completed = json_is_true(done),
+        };
+    }
+    hk_collector_put(in->live, u, n);
+    free(u);
+}
+
+static void on_text(hk_ws_t *ws, const char *data, size_t len)
+{
+    ingest_t *in = hk_ws_get_data(ws);
+    if (in->state == S_DONE || in->state == S_FINISHING)
+        return;
+    if (in->state == S_VERIFYING) {
+        fail(in, HK_WS_CLOSE_POLICY, "wait for SERVER_READY before sending");
+        return;
+    }
+    json_t *o = json_loadb(data, len, 0, NULL);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        fail(in, HK_WS_CLOSE_POLICY, "invalid JSON message");
+        return;
+    }
+    if (in->state == S_CONFIG) {
+        on_config(in, o);
+        json_decref(o);
+        return;
+    }
+    const char *type = json_string_value(json_object_get(o, "type"));
+    if (type && strcmp(type, "speaker_activity") == 0)
+        on_speaker(in, json_object_get(o, "payload"));
+    else if (type && strcmp(type, "segments") == 0)
+        on_segments(in, json_object_get(o, "segments"));
+    else if (type && strcmp(type, "session_control") == 0) {
+        const char *ev = json_string_value(json_object_get(json_object_get(o, "payload"), "event"));
+        if (ev && strcmp(ev, "LEAVING_MEETING") == 0)
+            finish(in);
+        else
+            fail(in, HK_WS_CLOSE_POLICY, "unknown session_control event");
+    } else {
+        fail(in, HK_WS_CLOSE_POLICY, "unknown message type");
+    }
+    json_decref(o);
+}
+
+static void on_binary(hk_ws_t *ws, const char *data, size_t len)
+{
+    ingest_t *in = hk_ws_get_data(ws);
+    if (in->state == S_DONE || in->state == S_FINISHING)
+        return;
+    if (in->state != S_RUNNING) {
+        fail(in, HK_WS_CLOSE_POLICY, "audio before SERVER_READY");
+        return;
+    }
+    if (len == 12 && memcmp(data, "END_OF_AUDIO", 12) == 0) {
+        finish(in);
+        return;
+    }
+    size_t width = in->float32 ? 4 : 2;
+    if (len % width != 0) {
+        fail(in, HK_WS_CLOSE_INVALID_DATA, "broken audio: frame is not whole samples");
+        return;
+    }
+    if (in->external || !in->asr)
+        return; /* another engine transcribes this session, or none is configured */
+    size_t n = len / width;
+    size_t need = n + (in->rs ? hk_resampler_max_output(in->rs, n) : 0);
+    if (need > in->pcm_cap) {
+        int16_t *p = realloc(in->pcm, need * sizeof(*p));
+        if (!p) {
+            fail(in, HK_WS_CLOSE_INTERNAL, "out of memory");
+            return;
+        }
+        in->pcm = p;
+        in->pcm_cap = need;
+    }
+    if (in->float32)
+        hk_audio_f32le_to_s16(data, n, in->pcm);
+    else
+        hk_audio_s16le_to_s16(data, n, in->pcm);
+    const int16_t *pcm = in->pcm;
+    size_t m = n;
+    if (in->rs) {
+        m = hk_resampler_process(in->rs, in->pcm, n, in->pcm + n, in->pcm_cap - n);
+        pcm = in->pcm + n;
+    }
+    int rc = hk_asr_session_feed(in->asr, pcm, m);
+    if (rc) {
+        if (in->dropped_samples == 0)
+            hk_log_warn("ingest",
+                        "meeting_id=%lld session_id=%lld op=feed err=\"%s\" "
+                        "msg=\"recogniser behind; dropping audio\"",
+                        (long long)in->meeting_id, (long long)in->session_id, hk_strerror(rc));
+        in->dropped_samples += m;
+    }
+}
+
+static void on_close(hk_ws_t *ws, uint16_t code, const char *reason)
+{
+    ingest_t *in = hk_ws_get_data(ws);
+    bool verifying = in->state == S_VERIFYING;
+    hk_log_info("ingest",
+                "meeting_id=%lld session_id=%lld op=closed code=%u reason=\"%s\" "
+                "dropped_samples=%llu",
+                (long long)in->meeting_id, verifying ? 0LL : (long long)in->session_id, code,
+                reason, (unsigned long long)in->dropped_samples);
+    in->ws = NULL;
+    in->ws_gone = true;
+    if (verifying)
+        return; /* the verify work owns in->work and session_id; its after-callback cleans up */
+    hk_asr_session_free(in->asr);
+    in->asr = NULL;
+    in->state = S_DONE;
+    end_session(in);
+    maybe_free(in);
+}
+
+void hk_ingest_accept(hk_ctx_t *c)
+{
+    hk_app_t *app = c->app;
+    ingest_t *in = calloc(1, sizeof(*in));
+    if (!in) {
+        hk_http_respond(c->req, 503, "application/json; charset=utf-8", NULL,
+                        "{\"detail\":\"out of memory\"}", 26);
+        return;
+    }
+    in->app = app;
+    in->rate = HK_AUDIO_ASR_RATE;
+    in->float32 = true;
+    snprintf(in->language, sizeof(in->language), "en");
+    hk_ws_config_t wc = {
+        .max_message_bytes = app->cfg->max_ws_message_bytes,
+        .max_queue_bytes = app->cfg->max_ws_queue_bytes,
+        .ping_interval_ms = (uint64_t)app->cfg->ws_ping_interval_ms,
+        .close_timeout_ms = 2000,
+        .on_text = on_text,
+        .on_binary = on_binary,
+        .on_close = on_close,
+        .data = in,
+    };
+    if (shutting_down) {
+        free(in);
+        hk_http_respond(c->req, 503, "application/json; charset=utf-8", NULL,
+                        "{\"detail\":\"shutting down\"}", 26);
+        return;
+    }
+    int rc = hk_ws_accept(c->req, &wc, &in->ws);
+    if (rc) {
+        free(in);
+        hk_ws_reject(c->req, rc);
+        return;
+    }
+    in->all_next = ingests;
+    ingests = in;
+    ningests++;
+}
+
+void hk_ingest_shutdown(void)
+{
+    shutting_down = true;
+    for (ingest_t *in = ingests; in; in = in->all_next)
+        if (in->ws)
+            hk_ws_close(in->ws, HK_WS_CLOSE_GOING_AWAY, "server shutting down");
+    for (meeting_rt_t *rt = rts, *next; rt; rt = next) {
+        next = rt->next;
+        if (rt->idle_armed) {
+            uv_timer_stop(&rt->idle);
+            rt->idle_armed = false;
+        }
+        rt_release_if_idle(rt);
+    }
+}
+
+size_t hk_ingest_active(void)
+{
+    return ningests + (rts != NULL);
+}

@@ -1,0 +1,253 @@
+"""Live pipeline over real WebSockets: /ws/audio sessions (external segments, speaker events,
+status), /ws subscribers, and what GET /transcripts stores."""
+import asyncio
+import json
+import os
+import time
+
+import pytest
+import websockets
+
+from helpers import uh, uniq
+from wsclient import (LiveTranscript, expect_error_and_close, open_ingest, open_live, recv_json,
+                      run, start_meeting)
+
+FAST = ["--stream-idle-timeout-ms", "500"]
+
+
+def transcript(server, token, native_id, fmt=None):
+    q = "?format=%s" % fmt if fmt else ""
+    r = server.request("GET", "/transcripts/stream/%s%s" % (native_id, q), headers=uh(token))
+    assert r.status_code == 200, r.text
+    return r.json() if fmt is None else r.text
+
+
+def meeting(server, token, mid):
+    r = server.request("GET", "/meetings/%d" % mid, headers=uh(token))
+    assert r.status_code == 200
+    return r.json()
+
+
+def wait_for(pred, timeout=10, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def test_external_segments_reach_subscribers_and_storage(make_server):
+    server = make_server(args=FAST)
+    _, token = server.new_user()
+    native = uniq()
+    m = start_meeting(server, token, native)
+
+    async def scenario():
+        live, sub = await open_live(server, token, [("stream", native)])
+        assert sub["type"] == "subscribed", sub
+        assert sub["meetings"][0]["id"] == m["id"]
+        held = LiveTranscript()
+        ws, _ = await open_ingest(m["ingest_url"], m["meeting_token"])
+        await held.pump(live, lambda h: "active" in h.statuses)
+        await ws.send(json.dumps({"type": "speaker_activity", "payload": {
+            "event_type": "SPEAKER_START", "participant_name": "Alice", "participant_id": "1",
+            "relative_client_timestamp_ms": 0}}))
+        await ws.send(json.dumps({"type": "segments", "segments": [
+            {"start": 0.5, "end": 1.5, "text": "we should", "completed": False}]}))
+        await held.pump(live, lambda h: len(h.segments) == 1)
+        seg = next(iter(held.segments.values()))
+        assert seg["text"] == "we should" and seg["completed"] is False
+        assert seg["speaker"] == "Alice"
+        assert seg["segment_id"].startswith("%d:" % m["id"])
+        first_id = seg["segment_id"]
+        # The same segment (same start) grows and completes: same id.
+        await ws.send(json.dumps({"type": "segments", "segments": [
+            {"start": 0.5, "end": 2.5, "text": "we should ship Friday.", "completed": True},
+            {"start": 3.0, "end": 4.0, "text": "and then", "completed": False,
+             "speaker": "Bob"}]}))
+        await held.pump(live, lambda h: len(h.segments) == 2 and h.segments[first_id]["completed"])
+        assert held.segments[first_id]["text"] == "we should ship Friday."
+        await ws.send(b"END_OF_AUDIO")
+        await asyncio.wait_for(ws.wait_closed(), 10)
+        await held.pump(live, lambda h: "completed" in h.statuses, timeout=15)
+        await live.close()
+        return held
+
+    held = run(scenario())
+    # Everything completed at the end of audio, and the stored transcript is what /ws showed.
+    assert all(s["completed"] for s in held.segments.values())
+    t = wait_for(lambda: (lambda j: j if len(j["segments"]) == 2 else None)(
+        transcript(server, token, native)), what="2 stored segments")
+    assert [s["segment_id"] for s in t["segments"]] == [s["segment_id"] for s in held.ordered()]
+    for got, want in zip(t["segments"], held.ordered()):
+        for k in ("text", "speaker", "start", "end", "completed", "segment_id"):
+            assert got[k] == want[k], (k, got, want)
+    mt = meeting(server, token, m["id"])
+    assert mt["status"] == "completed"
+    assert mt["data"]["completion_reason"] == "stream_ended"
+
+
+def test_bad_ingest_input_gets_error_and_close_others_untouched(make_server):
+    server = make_server(args=FAST + ["--max-ws-message-bytes", "4096"])
+    _, token = server.new_user(max_concurrent_bots=10)
+    good = start_meeting(server, token, uniq())
+    other = start_meeting(server, token, uniq())
+
+    async def scenario():
+        keep, _ = await open_ingest(good["ingest_url"], good["meeting_token"], uid="keeper")
+        url = good["ingest_url"]
+        cases = [
+            ({"uid": "a"}, "invalid token"),                                  # no token
+            ({"uid": "a", "token": "not.a.jwt"}, "invalid token"),            # malformed
+            ({"uid": "a", "token": other["meeting_token"][:-4] + "AAAA"}, "invalid token"),
+            ({"uid": "a", "token": good["meeting_token"], "audio_format": "mp3"}, "audio_format"),
+            ({"uid": "a", "token": good["meeting_token"], "sample_rate": 5}, "sample_rate"),
+            ({"uid": "a", "token": good["meeting_token"], "language": "xx"}, "language"),
+        ]
+        for cfg, want in cases:
+            ws = await websockets.connect(url)
+            await ws.send(json.dumps(cfg))
+            err = await expect_error_and_close(ws, want)
+            assert err["uid"] == "a"
+        # malformed config
+        ws = await websockets.connect(url)
+        await ws.send("{not json")
+        await expect_error_and_close(ws)
+        # audio before SERVER_READY
+        ws = await websockets.connect(url)
+        await ws.send(b"\x00\x00" * 100)
+        await expect_error_and_close(ws, "SERVER_READY")
+        # oversized frame: closed with 1009
+        ws, _ = await open_ingest(other["ingest_url"], other["meeting_token"], uid="big")
+        await ws.send(b"\x00" * 10000)
+        try:
+            await asyncio.wait_for(ws.wait_closed(), 10)
+        finally:
+            assert ws.close_code == 1009, ws.close_code
+        # unknown message type
+        ws, _ = await open_ingest(other["ingest_url"], other["meeting_token"], uid="unk")
+        await ws.send(json.dumps({"type": "dance"}))
+        await expect_error_and_close(ws, "unknown")
+        # broken audio: odd byte count for int16
+        ws, _ = await open_ingest(other["ingest_url"], other["meeting_token"], uid="odd")
+        await ws.send(b"\x00\x01\x02")
+        await expect_error_and_close(ws, "audio")
+        # The first session still works.
+        await keep.send(json.dumps({"type": "segments", "segments": [
+            {"start": 0, "end": 1, "text": "still here", "completed": True}]}))
+        await keep.send(b"END_OF_AUDIO")
+        await asyncio.wait_for(keep.wait_closed(), 10)
+
+    run(scenario())
+    t = wait_for(lambda: (lambda j: j if j["segments"] else None)(
+        transcript(server, token, good["native_meeting_id"])), what="stored segment")
+    assert t["segments"][0]["text"] == "still here"
+
+
+def test_token_of_finished_meeting_refused(make_server):
+    server = make_server(args=FAST)
+    _, token = server.new_user()
+    m = start_meeting(server, token, uniq())
+    r = server.request("DELETE", "/bots/stream/%s" % m["native_meeting_id"], headers=uh(token))
+    assert r.status_code == 202
+
+    async def scenario():
+        ws, reply = await open_ingest(m["ingest_url"], m["meeting_token"], expect_ready=False)
+        assert reply.get("status") == "ERROR", reply
+        assert "completed" in reply["message"]
+        await asyncio.wait_for(ws.wait_closed(), 10)
+
+    run(scenario())
+
+
+def test_expired_token_refused(make_server):
+    import base64, hashlib, hmac
+    server = make_server(args=FAST)
+    _, token = server.new_user()
+    m = start_meeting(server, token, uniq())
+    secret = open(os.path.join(server.data_dir, "token_secret")).read().strip().encode()
+
+    def b64(b):
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+    now = int(time.time())
+    claims = {"meeting_id": m["id"], "user_id": m["user_id"], "platform": "stream",
+              "native_meeting_id": m["native_meeting_id"], "scope": "transcribe:write",
+              "iss": "hark", "aud": "hark-ingest", "iat": now - 7200, "exp": now - 3600, "jti": "x"}
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps(claims).encode())
+    sig = b64(hmac.new(secret, ("%s.%s" % (head, body)).encode(), hashlib.sha256).digest())
+
+    async def scenario():
+        ws, reply = await open_ingest(m["ingest_url"], "%s.%s.%s" % (head, body, sig),
+                                      expect_ready=False)
+        assert reply.get("status") == "ERROR" and "expired" in reply["message"], reply
+        await asyncio.wait_for(ws.wait_closed(), 10)
+
+    run(scenario())
+
+
+def test_ws_auth_and_isolation(make_server):
+    server = make_server(args=FAST)
+    _, ta = server.new_user()
+    _, tb = server.new_user()
+    m = start_meeting(server, ta, uniq())
+
+    async def scenario():
+        url = "ws://127.0.0.1:%d/ws" % server.port
+        ws = await websockets.connect(url)  # no key
+        frame = await recv_json(ws)
+        assert frame == {"type": "error", "error": "unauthorized",
+                         "detail": "missing or invalid API key"}
+        await asyncio.wait_for(ws.wait_closed(), 10)
+        assert ws.close_code == 4401
+        ws = await websockets.connect(url + "?api_key=wrong")
+        assert (await recv_json(ws))["error"] == "unauthorized"
+        await asyncio.wait_for(ws.wait_closed(), 10)
+        # B cannot subscribe to A's meeting: not_found, exactly as for a meeting that does not exist
+        ws, reply = await open_live(server, tb, [("stream", m["native_meeting_id"])])
+        assert reply["type"] == "error" and reply["error"] == "not_found"
+        for bad, err in [("{oops", "invalid_json"), (json.dumps({"action": "jump"}),
+                                                      "unknown_action"),
+                         (json.dumps({"action": "subscribe", "meetings": "x"}), "invalid_payload")]:
+            await ws.send(bad)
+            assert (await recv_json(ws))["error"] == err
+        await ws.send(json.dumps({"action": "ping"}))
+        assert (await recv_json(ws)) == {"type": "pong"}
+        await ws.close()
+        # A can, and unsubscribes
+        ws, reply = await open_live(server, ta, [("stream", m["native_meeting_id"])])
+        assert reply["type"] == "subscribed"
+        await ws.send(json.dumps({"action": "unsubscribe", "meetings": [
+            {"platform": "stream", "native_id": m["native_meeting_id"]}]}))
+        reply = await recv_json(ws)
+        assert reply["type"] == "unsubscribed" and reply["meetings"][0]["id"] == m["id"]
+        await ws.close()
+
+    run(scenario())
+
+
+def test_kill9_keeps_completed_segments(make_server):
+    server = make_server(args=FAST)
+    _, token = server.new_user()
+    m = start_meeting(server, token, uniq())
+    n = 20
+
+    async def scenario():
+        ws, _ = await open_ingest(m["ingest_url"], m["meeting_token"])
+        await ws.send(json.dumps({"type": "segments", "segments": [
+            {"start": i, "end": i + 0.9, "text": "sentence %d" % i, "completed": True}
+            for i in range(n)]}))
+        await ws.send(json.dumps({"type": "segments", "segments": [
+            {"start": n, "end": n + 0.5, "text": "still talking", "completed": False}]}))
+        # Completed segments are written within 1 s; wait a bit more, then kill -9.
+        await asyncio.sleep(1.5)
+        server.kill()
+
+    run(scenario())
+    server.start()
+    t = transcript(server, token, m["native_meeting_id"])
+    texts = [s["text"] for s in t["segments"] if s["completed"]]
+    assert texts == ["sentence %d" % i for i in range(n)]
