@@ -11,6 +11,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "core/timeutil.h"
+#include "pipeline/formats.h"
 
 typedef struct {
     hk_segment_t seg; /* owned strings */
@@ -74,21 +75,21 @@ static bool streq_null(const char *a, const char *b)
 
 json_t *hk_segment_json(const hk_segment_t *s, bool completed, int64_t t0_ms)
 {
-    json_t *o = json_object();
-    json_object_set_new(o, "segment_id", json_string(s->segment_id));
-    json_object_set_new(o, "start", json_real(round(s->start * 1000.0) / 1000.0));
-    json_object_set_new(o, "end", json_real(round(s->end * 1000.0) / 1000.0));
-    json_t *text = json_string(s->text ? s->text : "");
-    json_object_set_new(o, "text", text ? text : json_string(""));
-    hk_json_set_str_or_null(o, "speaker", s->speaker);
-    hk_json_set_str_or_null(o, "language", s->language);
-    json_object_set_new(o, "completed", json_boolean(completed));
-    hk_json_set_time_or_null(o, "absolute_start_time",
-                             t0_ms ? t0_ms + (int64_t)llround(s->start * 1000.0) : 0);
-    hk_json_set_time_or_null(o, "absolute_end_time",
-                             t0_ms ? t0_ms + (int64_t)llround(s->end * 1000.0) : 0);
-    hk_json_set_time_or_null(o, "updated_at", s->updated_at);
-    return o;
+    /* One rendering for live frames and GET /transcripts (formats.c), so a client upserting
+     * frames holds byte-for-byte what the REST transcript returns. */
+    hk_segment_view_t v = {
+        .segment_id = s->segment_id,
+        .start = s->start,
+        .end = s->end,
+        .text = s->text ? s->text : "",
+        .speaker = s->speaker,
+        .language = s->language,
+        .completed = completed,
+        .absolute_start_ms = t0_ms ? t0_ms + (int64_t)llround(s->start * 1000.0) : 0,
+        .absolute_end_ms = t0_ms ? t0_ms + (int64_t)llround(s->end * 1000.0) : 0,
+        .updated_at = s->updated_at,
+    };
+    return hk_format_segment_json(&v);
 }
 
 /* ---- flushing completed segments to the store ---- */
@@ -380,8 +381,8 @@ static void publish(hk_live_t *lt, json_t *segments)
     json_object_set_new(payload, "segments", segments);
     json_object_set_new(msg, "payload", payload);
     hk_json_set_time_or_null(msg, "ts", hk_time_now_ms());
-    size_t len = 0;
-    char *s = hk_json_encode(msg, &len);
+    char *s = json_dumps(msg, HK_FORMAT_JSON_FLAGS);
+    size_t len = s ? strlen(s) : 0;
     json_decref(msg);
     if (s) {
         hk_bus_publish(c->bus, lt->meeting_id, s, len);

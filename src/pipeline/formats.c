@@ -417,7 +417,7 @@ static json_t *seconds_real(double x)
     return json_real(isfinite(x) ? round(x * 1000.0) / 1000.0 : 0.0);
 }
 
-static json_t *segment_json(const hk_segment_view_t *v)
+json_t *hk_format_segment_json(const hk_segment_view_t *v)
 {
     json_t *o = json_object();
     if (!o)
@@ -450,7 +450,7 @@ json_t *hk_format_json(const hk_transcript_t *t)
         return NULL;
     }
     for (size_t i = 0; i < t->n; i++) {
-        if (json_array_append_new(arr, segment_json(p[i]))) {
+        if (json_array_append_new(arr, hk_format_segment_json(p[i]))) {
             json_decref(arr);
             arr = NULL;
             break;

@@ -68,6 +68,10 @@ const char *hk_format_extension(hk_format_t f);
  */
 json_t *hk_format_json(const hk_transcript_t *t);
 
+/* One segment object as in api.md (the same for REST and the live /ws frames). New reference,
+ * NULL on allocation failure. Any thread. */
+json_t *hk_format_segment_json(const hk_segment_view_t *v);
+
 /* json_dumps flags for documents holding segment objects: 15 significant digits print times as
  * 12.34 rather than 12.339999999999999 (17 digits, jansson's default) and keep milliseconds for
  * any time below HK_FORMAT_MAX_HOURS. */
