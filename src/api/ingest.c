@@ -802,3 +802,8 @@ size_t hk_ingest_active(void)
 {
     return ningests + (rts != NULL);
 }
+
+size_t hk_ingest_connections(void)
+{
+    return ningests;
+}

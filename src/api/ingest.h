@@ -17,8 +17,12 @@ void hk_ws_endpoints_shutdown(hk_app_t *app);
 /* Connections (and their pending work) not yet released; shutdown waits for 0. Loop thread. */
 size_t hk_ws_endpoints_active(void);
 
-/* The ingest half of the two above (ingest.c). */
+/* WebSocket connections of both endpoints, open or closing (metrics). Loop thread. */
+size_t hk_ws_endpoints_connections(void);
+
+/* The ingest halves of the above (ingest.c). */
 void hk_ingest_shutdown(void);
 size_t hk_ingest_active(void);
+size_t hk_ingest_connections(void);
 
 #endif

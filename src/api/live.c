@@ -393,6 +393,11 @@ void hk_ws_endpoints_shutdown(hk_app_t *app)
     hk_ingest_shutdown();
 }
 
+size_t hk_ws_endpoints_connections(void)
+{
+    return nconns_alive + hk_ingest_connections();
+}
+
 size_t hk_ws_endpoints_active(void)
 {
     return nconns_alive + hk_ingest_active();

@@ -5,6 +5,10 @@
 #include "api/api.h"
 #include "core/buf.h"
 #include "core/timeutil.h"
+#include "api/ingest.h"
+#include "asr/engine.h"
+#include "bus/bus.h"
+#include "pipeline/collector.h"
 
 #define MAX_SERIES 512
 static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
@@ -103,6 +107,68 @@ static void readyz(hk_ctx_t *c)
     hk_api_json(c, 200, o);
 }
 
+/* The live pipeline's gauges and counters: recogniser pool and queue, collector, bus, sockets. */
+static void live_metrics(hk_app_t *app, hk_buf_t *b)
+{
+    hk_buf_printf(b,
+                  "# HELP hark_ws_connections WebSocket connections (/ws and /ws/audio) open or "
+                  "closing.\n# TYPE hark_ws_connections gauge\nhark_ws_connections %zu\n",
+                  hk_ws_endpoints_connections());
+    if (app->bus)
+        hk_buf_printf(b,
+                      "# HELP hark_bus_messages_total Messages published to subscribers.\n"
+                      "# TYPE hark_bus_messages_total counter\nhark_bus_messages_total %llu\n",
+                      (unsigned long long)hk_bus_published(app->bus));
+    if (app->collector) {
+        hk_collector_stats_t cs;
+        hk_collector_stats(app->collector, &cs);
+        hk_buf_printf(
+            b,
+            "# HELP hark_live_meetings Meetings with a live transcript in memory.\n"
+            "# TYPE hark_live_meetings gauge\nhark_live_meetings %llu\n"
+            "# HELP hark_segments_published_total Segment updates sent live.\n"
+            "# TYPE hark_segments_published_total counter\n"
+            "hark_segments_published_total %llu\n"
+            "# HELP hark_segments_stored_total Completed segments written.\n"
+            "# TYPE hark_segments_stored_total counter\nhark_segments_stored_total %llu\n"
+            "# HELP hark_segment_store_failures_total Failed segment batches (retried).\n"
+            "# TYPE hark_segment_store_failures_total counter\n"
+            "hark_segment_store_failures_total %llu\n",
+            (unsigned long long)cs.live_meetings, (unsigned long long)cs.segments_published,
+            (unsigned long long)cs.segments_stored, (unsigned long long)cs.store_failures);
+    }
+    if (app->asr) {
+        hk_asr_stats_t st;
+        hk_asr_engine_stats(app->asr, &st);
+        hk_buf_printf(
+            b,
+            "# HELP hark_asr_decoders Recogniser decoders in the pool.\n"
+            "# TYPE hark_asr_decoders gauge\nhark_asr_decoders %u\n"
+            "# HELP hark_asr_busy_decoders Decoders serving a session now.\n"
+            "# TYPE hark_asr_busy_decoders gauge\nhark_asr_busy_decoders %u\n"
+            "# HELP hark_asr_sessions Open recognition sessions.\n"
+            "# TYPE hark_asr_sessions gauge\nhark_asr_sessions %u\n"
+            "# HELP hark_asr_queue_depth_sessions Sessions with audio queued and no decoder.\n"
+            "# TYPE hark_asr_queue_depth_sessions gauge\nhark_asr_queue_depth_sessions %u\n"
+            "# HELP hark_asr_queued_seconds Audio waiting for a decoder, seconds.\n"
+            "# TYPE hark_asr_queued_seconds gauge\nhark_asr_queued_seconds %.3f\n"
+            "# HELP hark_asr_queue_wait_seconds Age of the oldest queued audio now.\n"
+            "# TYPE hark_asr_queue_wait_seconds gauge\nhark_asr_queue_wait_seconds %.3f\n"
+            "# HELP hark_asr_queue_wait_max_seconds Longest wait for a decoder since start.\n"
+            "# TYPE hark_asr_queue_wait_max_seconds gauge\nhark_asr_queue_wait_max_seconds %.3f\n"
+            "# HELP hark_asr_decoded_seconds_total Audio decoded, seconds.\n"
+            "# TYPE hark_asr_decoded_seconds_total counter\nhark_asr_decoded_seconds_total %.3f\n"
+            "# HELP hark_asr_cpu_seconds_total Decoder CPU time.\n"
+            "# TYPE hark_asr_cpu_seconds_total counter\nhark_asr_cpu_seconds_total %.3f\n"
+            "# HELP hark_asr_utterances_total Final results.\n"
+            "# TYPE hark_asr_utterances_total counter\nhark_asr_utterances_total %llu\n",
+            st.decoders, st.busy_decoders, st.sessions, st.waiting_sessions,
+            (double)st.queued_samples / 16000.0, (double)st.oldest_wait_ms / 1000.0,
+            (double)st.max_wait_ms / 1000.0, (double)st.decoded_samples / 16000.0, st.decode_cpu_s,
+            (unsigned long long)st.utterances);
+    }
+}
+
 static void metrics(hk_ctx_t *c)
 {
     hk_metrics_t *m = c->app->metrics;
@@ -144,6 +210,7 @@ static void metrics(hk_ctx_t *c)
                   "# HELP hark_start_time_seconds Process start time.\n"
                   "# TYPE hark_start_time_seconds gauge\nhark_start_time_seconds %lld\n",
                   HK_VERSION, HK_GIT_REV, (long long)(m->started_ms / 1000));
+    live_metrics(c->app, &b);
     if (!b.data) {
         hk_api_error(c, 500, "metrics too large");
         return;

@@ -251,3 +251,43 @@ def test_kill9_keeps_completed_segments(make_server):
     t = transcript(server, token, m["native_meeting_id"])
     texts = [s["text"] for s in t["segments"] if s["completed"]]
     assert texts == ["sentence %d" % i for i in range(n)]
+
+
+def test_stop_ends_streaming_sessions(make_server):
+    server = make_server(args=FAST)
+    _, token = server.new_user()
+    m = start_meeting(server, token, uniq())
+
+    async def scenario():
+        ws, _ = await open_ingest(m["ingest_url"], m["meeting_token"])
+        r = await asyncio.get_running_loop().run_in_executor(None, lambda: server.request(
+            "DELETE", "/bots/stream/%s" % m["native_meeting_id"], headers=uh(token)))
+        assert r.status_code == 202
+        err = await expect_error_and_close(ws, "ended")
+        assert err["uid"] == "test-uid"
+
+    run(scenario())
+    assert meeting(server, token, m["id"])["data"]["completion_reason"] == "stopped"
+
+
+def test_metrics_show_pipeline_and_recogniser(make_server):
+    server = make_server(args=FAST + ["--asr-pool-size", "1"], env={"HARK_ASR": "pocketsphinx"})
+    text = server.request("GET", "/metrics").text
+    for line in ("hark_asr_decoders 1", "hark_asr_queue_depth_sessions 0", "hark_ws_connections 0",
+                 "hark_live_meetings 0"):
+        assert line in text, line
+    assert "hark_asr_queue_wait_max_seconds" in text
+    _, token = server.new_user()
+    m = start_meeting(server, token, uniq())
+
+    async def scenario():
+        ws, ready = await open_ingest(m["ingest_url"], m["meeting_token"])
+        assert ready["backend"] == "pocketsphinx"
+        body = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: server.request("GET", "/metrics").text)
+        assert "hark_asr_sessions 1" in body and "hark_ws_connections 1" in body
+        await ws.send(b"\x00\x00" * 16000)  # a second of silence
+        await ws.send(b"END_OF_AUDIO")
+        await asyncio.wait_for(ws.wait_closed(), 20)
+
+    run(scenario())
