@@ -373,9 +373,6 @@ t.addEventListener('load', () => {
 """
 
 
-@pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
-                    reason="Chromium (/usr/bin/chromium) is not installed: the browser <track> "
-                           "check of WebVTT runs where it is")
 def test_vtt_parses_in_browser_track(server, user, tmp_path):
     _, token = user
     m = ended_meeting(server, token)
