@@ -325,6 +325,7 @@ static int cmd_serve(const hk_config_t *cfg)
 
     if (start_pipeline(app))
         goto out;
+    hk_ingest_recover(app);
 
     int wrc = hk_webhook_new(app->loop, app->store, cfg, &s->webhooks);
     if (wrc) {

@@ -782,6 +782,31 @@ void hk_ingest_accept(hk_ctx_t *c)
     ningests++;
 }
 
+void hk_ingest_recover(hk_app_t *app)
+{
+    hk_meeting_t *v = NULL;
+    size_t n = 0;
+    if (hk_store_meeting_list_active(app->store, -1, &v, &n) != 0)
+        return;
+    size_t armed = 0;
+    for (size_t i = 0; i < n; i++) {
+        /* An active stream meeting left by a previous run has no session now: give its client
+         * the idle timeout to reconnect, then complete it (stream_ended). */
+        if (strcmp(v[i].platform, "stream") != 0 || strcmp(v[i].status, "active") != 0)
+            continue;
+        meeting_rt_t *rt = rt_get(app, v[i].id);
+        if (!rt)
+            continue;
+        uv_timer_start(&rt->idle, idle_timer_cb, (uint64_t)app->cfg->stream_idle_timeout_ms, 0);
+        rt->idle_armed = true;
+        armed++;
+    }
+    hk_store_free_meetings(v, n);
+    if (armed)
+        hk_log_info("ingest", "op=recover active_stream_meetings=%zu idle_timeout_ms=%d", armed,
+                    app->cfg->stream_idle_timeout_ms);
+}
+
 void hk_ingest_shutdown(void)
 {
     shutting_down = true;

@@ -17,6 +17,10 @@ void hk_ws_endpoints_shutdown(hk_app_t *app);
 /* Connections (and their pending work) not yet released; shutdown waits for 0. Loop thread. */
 size_t hk_ws_endpoints_active(void);
 
+/* At start-up (loop thread, blocking store call): arms the idle completion of every active
+ * stream meeting a previous run left behind. */
+void hk_ingest_recover(hk_app_t *app);
+
 /* WebSocket connections of both endpoints, open or closing (metrics). Loop thread. */
 size_t hk_ws_endpoints_connections(void);
 

@@ -291,3 +291,19 @@ def test_metrics_show_pipeline_and_recogniser(make_server):
         await asyncio.wait_for(ws.wait_closed(), 20)
 
     run(scenario())
+
+
+def test_active_stream_meeting_completes_after_restart(make_server):
+    server = make_server(args=FAST)
+    _, token = server.new_user()
+    m = start_meeting(server, token, uniq())
+
+    async def scenario():
+        ws, _ = await open_ingest(m["ingest_url"], m["meeting_token"])
+        server.kill()  # the session dies with the process; the meeting is left active
+
+    run(scenario())
+    server.start()
+    done = wait_for(lambda: (lambda j: j if j["status"] == "completed" else None)(
+        meeting(server, token, m["id"])), what="completion after restart")
+    assert done["data"]["completion_reason"] == "stream_ended"
