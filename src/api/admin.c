@@ -118,19 +118,25 @@ static json_t *user_with_tokens(hk_ctx_t *c, const hk_user_t *u)
     return o;
 }
 
-static void get_user(hk_ctx_t *c)
+/* The user named by the {id} path parameter; answers 404 itself when there is none. */
+static int load_user(hk_ctx_t *c, hk_user_t *u)
 {
     int64_t id;
-    hk_user_t u;
     if (hk_api_parse_id(c->req->params[0], &id)) {
         hk_api_error(c, 404, "user not found");
-        return;
+        return HK_ENOTFOUND;
     }
-    int rc = hk_store_user_get(c->app->store, id, &u);
-    if (rc) {
+    int rc = hk_store_user_get(c->app->store, id, u);
+    if (rc)
         hk_api_store_error(c, rc, "user");
+    return rc;
+}
+
+static void get_user(hk_ctx_t *c)
+{
+    hk_user_t u;
+    if (load_user(c, &u))
         return;
-    }
     hk_api_json(c, 200, user_with_tokens(c, &u));
     hk_user_dispose(&u);
 }
@@ -187,17 +193,10 @@ static void update_user(hk_ctx_t *c)
 
 static void create_token(hk_ctx_t *c)
 {
-    int64_t id;
     hk_user_t u;
-    if (hk_api_parse_id(c->req->params[0], &id)) {
-        hk_api_error(c, 404, "user not found");
+    if (load_user(c, &u))
         return;
-    }
-    int rc = hk_store_user_get(c->app->store, id, &u);
-    if (rc) {
-        hk_api_store_error(c, rc, "user");
-        return;
-    }
+    int64_t id = u.id;
     hk_user_dispose(&u);
     char token[80], hash[HK_SHA256_HEX_LEN + 1];
     if (hk_random_token("hk_", 24, token, sizeof(token))) {
@@ -206,7 +205,7 @@ static void create_token(hk_ctx_t *c)
     }
     hk_sha256_hex(token, strlen(token), hash);
     hk_token_t t;
-    rc = hk_store_token_create(c->app->store, id, hash, &t);
+    int rc = hk_store_token_create(c->app->store, id, hash, &t);
     if (rc) {
         hk_api_store_error(c, rc, "token");
         return;

@@ -123,6 +123,32 @@ int hk_api_query_int(hk_ctx_t *c, const char *key, long long min, long long max,
     return 0;
 }
 
+int hk_api_page_params(hk_ctx_t *c, long long max_limit, long long def_limit, long long *limit,
+                       int64_t *before)
+{
+    if (hk_api_query_int(c, "limit", 1, max_limit, def_limit, limit))
+        return HK_EINVAL;
+    char cur[32];
+    *before = 0;
+    int rc = hk_http_query_get(c->req, "cursor", cur, sizeof(cur));
+    if (rc != HK_ENOTFOUND && (rc != 0 || hk_api_parse_id(cur, before))) {
+        hk_api_error(c, 422, "cursor: must be a next_cursor value from a previous page");
+        return HK_EINVAL;
+    }
+    return 0;
+}
+
+void hk_api_set_next_cursor(json_t *o, bool more, int64_t last_id)
+{
+    if (!more) {
+        json_object_set_new(o, "next_cursor", json_null());
+        return;
+    }
+    char next[32];
+    snprintf(next, sizeof(next), "%lld", (long long)last_id);
+    json_object_set_new(o, "next_cursor", json_string(next));
+}
+
 int hk_api_find_meeting(hk_ctx_t *c, hk_meeting_t *m)
 {
     const char *platform = c->req->params[0], *native = c->req->params[1];

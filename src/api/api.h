@@ -114,6 +114,13 @@ void hk_api_store_error(hk_ctx_t *c, int rc, const char *what);
 int hk_api_query_int(hk_ctx_t *c, const char *key, long long min, long long max, long long def,
                      long long *out);
 
+/* Cursor pagination (newest first, the cursor is the last id shown): parses ?limit (1..max_limit,
+ * default def_limit) and ?cursor; answers 422 naming the parameter and returns HK_EINVAL on a bad
+ * value. hk_api_set_next_cursor sets "next_cursor" to the id as a string, or null when !more. */
+int hk_api_page_params(hk_ctx_t *c, long long max_limit, long long def_limit, long long *limit,
+                       int64_t *before);
+void hk_api_set_next_cursor(json_t *o, bool more, int64_t last_id);
+
 /* Parses a path parameter as a positive int64 id; HK_EINVAL when it is not one. */
 int hk_api_parse_id(const char *s, int64_t *out);
 
@@ -138,6 +145,8 @@ void hk_api_stop(hk_app_t *app);
 
 /* Route tables of each resource file. */
 extern const hk_api_route_t hk_admin_routes[];
+extern const hk_api_route_t hk_analytics_routes[];
+extern const hk_api_route_t hk_web_routes[];
 extern const hk_api_route_t hk_bots_routes[];
 extern const hk_api_route_t hk_meetings_routes[];
 extern const hk_api_route_t hk_ops_routes[];

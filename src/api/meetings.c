@@ -9,16 +9,7 @@ enum { CACHE_MEETINGS_LIST = 1 };
 /* Parses limit and cursor; answers 422 itself on bad values. */
 static int list_params(hk_ctx_t *c, long long *limit, int64_t *before)
 {
-    if (hk_api_query_int(c, "limit", 1, 100, 50, limit))
-        return HK_EINVAL;
-    char cur[32];
-    *before = 0;
-    int rc = hk_http_query_get(c->req, "cursor", cur, sizeof(cur));
-    if (rc != HK_ENOTFOUND && (rc != 0 || hk_api_parse_id(cur, before))) {
-        hk_api_error(c, 422, "cursor: must be a next_cursor value from a previous page");
-        return HK_EINVAL;
-    }
-    return 0;
+    return hk_api_page_params(c, 100, 50, limit, before);
 }
 
 /* Loop thread: an unchanged listing is answered from the response cache. */
@@ -59,13 +50,7 @@ static void list_meetings(hk_ctx_t *c)
         json_array_append_new(arr, hk_api_meeting_json(c->app, &v[i]));
     json_t *o = json_object();
     json_object_set_new(o, "meetings", arr);
-    if (n > shown) {
-        char next[32];
-        snprintf(next, sizeof(next), "%lld", (long long)v[shown - 1].id);
-        json_object_set_new(o, "next_cursor", json_string(next));
-    } else {
-        json_object_set_new(o, "next_cursor", json_null());
-    }
+    hk_api_set_next_cursor(o, n > shown, shown ? v[shown - 1].id : 0);
     hk_store_free_meetings(v, n);
     hk_api_json(c, 200, o);
     if (c->status == 200)

@@ -196,18 +196,12 @@ static void delete_webhook(hk_ctx_t *c)
 static void list_deliveries(hk_ctx_t *c)
 {
     long long limit;
-    if (hk_api_query_int(c, "limit", 1, 100, 50, &limit))
+    int64_t before;
+    if (hk_api_page_params(c, 100, 50, &limit, &before))
         return;
-    char cur[32];
-    int64_t before = 0;
-    int rc = hk_http_query_get(c->req, "cursor", cur, sizeof(cur));
-    if (rc != HK_ENOTFOUND && (rc != 0 || hk_api_parse_id(cur, &before))) {
-        hk_api_error(c, 422, "cursor: must be a next_cursor value from a previous page");
-        return;
-    }
     hk_delivery_t *v = NULL;
     size_t n = 0;
-    rc = hk_store_delivery_list(c->app->store, c->user_id, (int)limit + 1, before, &v, &n);
+    int rc = hk_store_delivery_list(c->app->store, c->user_id, (int)limit + 1, before, &v, &n);
     if (rc) {
         hk_api_store_error(c, rc, "deliveries");
         return;
@@ -218,13 +212,7 @@ static void list_deliveries(hk_ctx_t *c)
         json_array_append_new(arr, delivery_json(&v[i]));
     json_t *o = json_object();
     json_object_set_new(o, "deliveries", arr);
-    if (n > shown) {
-        char next[32];
-        snprintf(next, sizeof(next), "%lld", (long long)v[shown - 1].id);
-        json_object_set_new(o, "next_cursor", json_string(next));
-    } else {
-        json_object_set_new(o, "next_cursor", json_null());
-    }
+    hk_api_set_next_cursor(o, n > shown, shown ? v[shown - 1].id : 0);
     hk_store_free_deliveries(v, n);
     hk_api_json(c, 200, o);
 }
