@@ -21,6 +21,7 @@
 #include "core/timeutil.h"
 #include "pipeline/collector.h"
 #include "pipeline/lifecycle.h"
+#include "pipeline/transcribe.h"
 
 static void usage(FILE *out)
 {
@@ -30,6 +31,7 @@ static void usage(FILE *out)
             "commands:\n"
             "  serve     run the API server (see `hark serve --help`)\n"
             "  config    print the effective configuration for the given options\n"
+            "  transcribe  transcribe audio or video files (see `hark transcribe --help`)\n"
             "  version   print the version\n\n"
             "options: --help, --version\n",
             HK_VERSION);
@@ -386,6 +388,8 @@ int main(int argc, char **argv)
         printf("hark %s (%s)\n", HK_VERSION, HK_GIT_REV);
         return 0;
     }
+    if (!strcmp(cmd, "transcribe"))
+        return hk_transcribe_main(argc - 2, argv + 2);
     if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "config") != 0) {
         fprintf(stderr, "hark: unknown command \"%s\"\n\n", cmd);
         usage(stderr);

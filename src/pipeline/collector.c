@@ -169,9 +169,12 @@ static void flush_after_cb(uv_work_t *w, int status)
     c->flushing = false;
 }
 
-/* Copies every completed, not yet stored segment into the batch. Holds mu. */
+/* Copies every completed, not yet stored segment into the batch. Holds mu. Without a store there
+ * is nothing to write: completed segments then stay live until the collector is freed. */
 static size_t collect_locked(hk_collector_t *c)
 {
+    if (!c->store)
+        return 0;
     size_t n = 0;
     for (hk_live_t *lt = c->lives; lt; lt = lt->next)
         for (size_t i = 0; i < lt->nsegs; i++)

@@ -33,7 +33,10 @@ typedef struct {
     bool completed;
 } hk_seg_update_t;
 
-/* Creates a collector. Returns NULL on allocation failure. Loop thread. */
+/* Creates a collector. store may be NULL (`hark transcribe`): completed segments are then never
+ * written nor evicted, but kept live (hk_collector_snapshot returns them) until the collector is
+ * freed; size cfg->max_live_segments for the whole transcript. bus may be NULL (nothing is
+ * published). Returns NULL on allocation failure. Loop thread. */
 hk_collector_t *hk_collector_new(uv_loop_t *loop, hk_store_t *store, hk_bus_t *bus,
                                  const hk_collector_config_t *cfg);
 

@@ -266,6 +266,42 @@ static void test_free_flushes_pending(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* Without a store (hark transcribe) completed segments are kept, not evicted by flush ticks. */
+static void test_without_store_keeps_completed(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    hk_collector_config_t cfg = {.flush_interval_ms = 20};
+    hk_collector_t *c = hk_collector_new(&loop, NULL, NULL, &cfg);
+    hk_meeting_t m = {.id = 1, .platform = "file", .native_meeting_id = "a.wav"};
+    hk_live_t *lt;
+    assert_int_equal(hk_collector_attach(c, &m, &lt), 0);
+    hk_seg_update_t u[2] = {
+        {.session_id = 1, .seq = 0, .start = 0, .end = 1, .text = "one", .completed = true},
+        {.session_id = 1, .seq = 1, .start = 1, .end = 2, .text = "two"},
+    };
+    assert_int_equal(hk_collector_put(lt, u, 2), 0);
+    hk_collector_complete_session(lt, 1);
+    run_for(&loop, 100); /* several ticks */
+    hk_segment_t *v;
+    bool *done;
+    size_t n;
+    assert_int_equal(hk_collector_snapshot(c, 1, &v, &done, &n), 0);
+    assert_int_equal(n, 2);
+    assert_true(done[0] && done[1]);
+    hk_store_free_segments(v, n);
+    free(done);
+    hk_collector_stats_t st;
+    hk_collector_stats(c, &st);
+    assert_int_equal(st.segments_stored, 0);
+    assert_int_equal(st.store_failures, 0);
+    hk_collector_release(lt);
+    hk_collector_free(c);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -273,6 +309,7 @@ int main(void)
         cmocka_unit_test(test_collector_publishes_changes_and_stores),
         cmocka_unit_test(test_speaker_by_largest_overlap_and_session_completion),
         cmocka_unit_test(test_free_flushes_pending),
+        cmocka_unit_test(test_without_store_keeps_completed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
