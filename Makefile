@@ -1,7 +1,7 @@
 # hark — build, test, serve, bench. Plain make + pkg-config; see README.md.
 
 CC       ?= cc
-PKGS     := libuv jansson sqlite3 libjwt libcrypto libcurl pocketsphinx sphinxbase libavformat libavcodec libswresample libavutil
+PKGS     := libuv jansson sqlite3 libjwt libcrypto libcurl pocketsphinx sphinxbase libavformat libavcodec libswresample libavutil opus
 BUILD    ?= build
 WERROR   ?= -Werror
 OPT      ?= -O2

@@ -16,6 +16,8 @@
 #include "webhook/delivery.h"
 #include "api/ingest.h"
 #include "asr/engine.h"
+#include "bot/bot.h"
+#include "bot/runner.h"
 #include "bus/bus.h"
 #include "core/json.h"
 #include "core/timeutil.h"
@@ -30,6 +32,7 @@ static void usage(FILE *out)
             "usage: hark <command> [options]\n\n"
             "commands:\n"
             "  serve     run the API server (see `hark serve --help`)\n"
+            "  bot       run one meeting bot (started by the server; JSON config on stdin)\n"
             "  config    print the effective configuration for the given options\n"
             "  transcribe  transcribe audio or video files (see `hark transcribe --help`)\n"
             "  version   print the version\n\n"
@@ -142,6 +145,8 @@ static void on_signal(uv_signal_t *h, int signum)
         return;
     s->stopping = true;
     hk_log_info("main", "msg=\"shutting down\" signal=%d", signum);
+    if (s->app.bots)
+        hk_bot_runner_shutdown(s->app.bots);
     uv_timer_start(&s->force_timer, force_exit_cb, (uint64_t)s->app.cfg->shutdown_timeout_ms, 0);
     hk_ws_endpoints_shutdown(&s->app);
     hk_http_server_shutdown(s->app.http, on_http_closed, s);
@@ -328,6 +333,15 @@ static int cmd_serve(const hk_config_t *cfg)
     if (start_pipeline(app))
         goto out;
     hk_ingest_recover(app);
+    char exe[4096];
+    size_t exe_len = sizeof(exe);
+    if (uv_exepath(exe, &exe_len) != 0 ||
+        hk_bot_runner_new(app->loop, app->store, cfg, exe, hk_ingest_send_command, app,
+                          &app->bots) != 0) {
+        hk_log_error("main", "msg=\"cannot set up the bot runner\"");
+        goto out;
+    }
+    hk_bot_runner_reconcile(app->bots);
 
     int wrc = hk_webhook_new(app->loop, app->store, cfg, &s->webhooks);
     if (wrc) {
@@ -354,7 +368,9 @@ static int cmd_serve(const hk_config_t *cfg)
 out:
     if (s->webhooks && !s->stopping)
         hk_webhook_stop(s->webhooks); /* start-up failed after the engine started */
-    if (!s->stopping && (app->collector || app->asr || app->bus)) {
+    if (!s->stopping && app->bots)
+        hk_bot_runner_shutdown(app->bots);
+    if (!s->stopping && (app->collector || app->asr || app->bus || app->bots)) {
         hk_collector_free(app->collector);
         hk_asr_engine_free(app->asr);
         hk_bus_free(app->bus);
@@ -362,6 +378,7 @@ out:
     }
     if (app->loop)
         uv_loop_close(app->loop);
+    hk_bot_runner_free(app->bots);
     hk_webhook_free(s->webhooks);
     hk_http_server_free(app->http);
     hk_store_close(app->store);
@@ -390,6 +407,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "transcribe"))
         return hk_transcribe_main(argc - 2, argv + 2);
+    if (!strcmp(cmd, "bot"))
+        return hk_bot_main(argc - 2, argv + 2);
     if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "config") != 0) {
         fprintf(stderr, "hark: unknown command \"%s\"\n\n", cmd);
         usage(stderr);

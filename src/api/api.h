@@ -52,6 +52,7 @@ typedef struct hk_app_s {
     hk_bus_t *bus;             /* meeting events → /ws subscribers and ingest sessions */
     hk_collector_t *collector; /* live transcripts (loop thread; snapshots from any thread) */
     hk_asr_engine_t *asr;      /* the recogniser pool; NULL when disabled */
+    struct hk_bot_runner_s *bots; /* meeting bots (child processes); loop thread + its API */
 } hk_app_t;
 
 enum {

@@ -1,14 +1,20 @@
 /* Bots API: start transcribing a meeting (POST /bots), list running bots, reconfigure, stop.
- * Only the "stream" platform (the caller brings the audio) is served in this version. */
+ * Platforms served: "stream" (the caller brings the audio) and "janus" (a bot process joins a
+ * Janus AudioBridge room; src/bot/). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include "api/api.h"
+#include "bot/runner.h"
 #include "core/crypto.h"
 #include "core/json.h"
 #include "core/jwt.h"
 #include "core/timeutil.h"
 #include "pipeline/lifecycle.h"
 
-static const char *const served_platforms[] = {"stream"};
+static const char *const served_platforms[] = {"stream", "janus"};
 static const char *const known_platforms[] = {"stream",      "janus", "sip", "upload",
                                               "google_meet", "teams", "zoom"};
 static const char *const languages[] = {"en"};
@@ -57,6 +63,61 @@ static int check_language_task(hk_ctx_t *c, const char **language, const char **
         hk_api_error(c, 422, "task: '%s' is not supported; supported: transcribe", *task);
         return HK_EINVAL;
     }
+    return 0;
+}
+
+/* Janus rooms are numbered (a 64-bit unsigned integer). */
+static bool janus_room_valid(const char *s)
+{
+    if (!*s || strlen(s) > 19 || *s == '0')
+        return false;
+    for (const char *p = s; *p; p++)
+        if (*p < '0' || *p > '9')
+            return false;
+    errno = 0;
+    unsigned long long v = strtoull(s, NULL, 10);
+    return errno == 0 && v > 0;
+}
+
+/* The Janus HTTP API base URL: http(s)://host[:port][/path], no spaces, quotes or controls. */
+static bool janus_url_valid(const char *u)
+{
+    size_t skip = strncasecmp(u, "http://", 7) == 0    ? 7
+                  : strncasecmp(u, "https://", 8) == 0 ? 8
+                                                       : 0;
+    if (skip == 0 || u[skip] == '\0' || u[skip] == '/')
+        return false;
+    for (const unsigned char *p = (const unsigned char *)u; *p; p++)
+        if (*p <= 0x20 || *p == 0x7f || *p == '"' || *p == '\\' || *p == '<' || *p == '>')
+            return false;
+    return true;
+}
+
+/* Reads body.automatic_leave (optional) over the defaults. Answers 422 on failure. */
+static int automatic_leave(hk_ctx_t *c, json_t **out)
+{
+    long long wait_s = 300, alone_s = 60, max_s = c->app->cfg->max_meeting_duration_s;
+    json_t *al = NULL;
+    char detail[200];
+    if (hk_json_opt_object(c->body, "automatic_leave", "automatic_leave", &al, detail,
+                           sizeof(detail)) ||
+        (al &&
+         (hk_json_opt_int(al, "max_wait_for_admission_s",
+                          "automatic_leave.max_wait_for_admission_s", 1, 86400, &wait_s, NULL,
+                          detail, sizeof(detail)) ||
+          hk_json_opt_int(al, "max_time_left_alone_s", "automatic_leave.max_time_left_alone_s", 1,
+                          86400, &alone_s, NULL, detail, sizeof(detail)) ||
+          hk_json_opt_int(al, "max_duration_s", "automatic_leave.max_duration_s", 1,
+                          c->app->cfg->max_meeting_duration_s, &max_s, NULL, detail,
+                          sizeof(detail))))) {
+        hk_api_error(c, 422, "%s", detail);
+        return HK_EINVAL;
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "max_wait_for_admission_s", json_integer(wait_s));
+    json_object_set_new(o, "max_time_left_alone_s", json_integer(alone_s));
+    json_object_set_new(o, "max_duration_s", json_integer(max_s));
+    *out = o;
     return 0;
 }
 
@@ -120,7 +181,7 @@ static void create_bot(hk_ctx_t *c)
     }
     if (!in_list(platform, served_platforms, HK_ARRAY_SIZE(served_platforms))) {
         hk_api_error(c, 422,
-                     "platform: '%s' is not supported by this server yet; supported: stream",
+                     "platform: '%s' is not supported by this server yet; supported: stream, janus",
                      platform);
         return;
     }
@@ -132,10 +193,40 @@ static void create_bot(hk_ctx_t *c)
     }
     if (check_language_task(c, &language, &task))
         return;
+    bool janus = strcmp(platform, "janus") == 0;
+    json_t *leave = NULL;
+    if (janus) {
+        if (!janus_room_valid(native)) {
+            hk_api_error(c, 422,
+                         "native_meeting_id: must be the numeric id of the Janus AudioBridge room");
+            return;
+        }
+        if (!meeting_url || !janus_url_valid(meeting_url)) {
+            hk_api_error(c, 422, "meeting_url: %s",
+                         meeting_url ? "must be the http(s) URL of the Janus HTTP API, e.g. "
+                                       "http://127.0.0.1:8088/janus"
+                                     : "field required (the Janus HTTP API URL)");
+            return;
+        }
+        if (automatic_leave(c, &leave))
+            return;
+        if (!c->app->bots || hk_bot_runner_reserve(c->app->bots) != 0) {
+            json_decref(leave);
+            hk_api_error(c, 503,
+                         "this server runs its maximum number of bots (max_bots=%d); "
+                         "try again later",
+                         c->app->cfg->max_bots);
+            return;
+        }
+    }
 
     hk_user_t u;
     int rc = hk_store_user_get(c->app->store, c->user_id, &u);
     if (rc) {
+        if (janus) {
+            hk_bot_runner_release(c->app->bots);
+            json_decref(leave);
+        }
         hk_api_store_error(c, rc, "user");
         return;
     }
@@ -157,6 +248,10 @@ static void create_bot(hk_ctx_t *c)
     rc = hk_lifecycle_create(c->app->store, &in, max_active, &m);
     json_decref(in.data);
     json_decref(in.config);
+    if (rc && janus) {
+        hk_bot_runner_release(c->app->bots);
+        json_decref(leave);
+    }
     if (rc == HK_ECONFLICT) {
         hk_api_error(c, 409, "a meeting for %s/%s is already in progress; stop it first", platform,
                      native);
@@ -172,6 +267,42 @@ static void create_bot(hk_ctx_t *c)
     }
     json_t *o = hk_api_meeting_json(c->app, &m);
     char *tok = meeting_token(c->app, &m);
+    if (janus) {
+        /* The bot gets the token; the caller does not need it (protocols.md section 3). */
+        json_t *bc = json_object();
+        json_object_set_new(bc, "meeting_id", json_integer(m.id));
+        json_object_set_new(bc, "platform", json_string("janus"));
+        json_object_set_new(bc, "native_meeting_id", json_string(native));
+        json_object_set_new(bc, "meeting_url", json_string(meeting_url));
+        hk_json_set_str_or_null(bc, "passcode", passcode);
+        json_object_set_new(bc, "bot_name", json_string(bot_name ? bot_name : "hark"));
+        json_object_set_new(bc, "language", json_string(language ? language : "en"));
+        json_object_set_new(bc, "task", json_string(task ? task : "transcribe"));
+        hk_json_set_str_or_null(bc, "token", tok);
+        json_object_set_new(bc, "ingest_url", json_string(c->app->ingest_url));
+        json_object_set_new(bc, "automatic_leave", leave);
+        int64_t id = m.id;
+        bool minted = tok != NULL;
+        hk_meeting_dispose(&m);
+        free(tok);
+        if (!minted || hk_bot_runner_start(c->app->bots, id, bc) != 0) {
+            json_decref(bc);
+            json_decref(o);
+            if (!minted)
+                hk_bot_runner_release(c->app->bots);
+            /* (hk_bot_runner_start releases the reservation itself when it fails.) The meeting
+             * must not stay requested. */
+            hk_meeting_t f;
+            if (hk_lifecycle_transition(c->app->store, id, "failed", "bot_crashed",
+                                        HK_SOURCE_SYSTEM, &f) == 0)
+                hk_meeting_dispose(&f);
+            hk_api_error(c, 500, "could not start the bot");
+            return;
+        }
+        json_decref(bc);
+        hk_api_json(c, 201, o);
+        return;
+    }
     hk_meeting_dispose(&m);
     if (!tok) {
         json_decref(o);
@@ -202,6 +333,11 @@ static void bots_status(hk_ctx_t *c)
         json_object_set_new(o, "status", json_string(v[i].status));
         hk_json_set_time_or_null(o, "created_at", v[i].created_at);
         hk_json_set_time_or_null(o, "started_at", v[i].start_time);
+        int pid = c->app->bots ? hk_bot_runner_pid(c->app->bots, v[i].id) : -1;
+        if (pid > 0)
+            json_object_set_new(o, "pid", json_integer(pid));
+        else
+            json_object_set_new(o, "pid", json_null());
         json_array_append_new(arr, o);
     }
     hk_store_free_meetings(v, n);
@@ -236,6 +372,22 @@ static void reconfigure_bot(hk_ctx_t *c)
     }
     int rc = hk_store_meeting_set_data(c->app->store, m.id, data, NULL);
     json_decref(data);
+    if (rc == 0 && c->app->bots && hk_bot_runner_pid(c->app->bots, m.id) >= 0) {
+        /* The bot starts a new audio session with the new settings. */
+        json_t *cmd = json_object();
+        json_object_set_new(cmd, "type", json_string("command"));
+        json_object_set_new(cmd, "action", json_string("reconfigure"));
+        if (language)
+            json_object_set_new(cmd, "language", json_string(language));
+        if (task)
+            json_object_set_new(cmd, "task", json_string(task));
+        size_t len;
+        char *s = hk_json_encode(cmd, &len);
+        json_decref(cmd);
+        if (s)
+            hk_bot_runner_command(c->app->bots, m.id, s);
+        free(s);
+    }
     hk_meeting_dispose(&m);
     if (rc) {
         hk_api_store_error(c, rc, "meeting");
@@ -256,8 +408,13 @@ static void stop_bot(hk_ctx_t *c)
     }
     int64_t id = m.id;
     hk_meeting_dispose(&m);
-    /* A stream meeting has no bot to wait for: it completes at once. */
-    int rc = hk_lifecycle_transition(c->app->store, id, "completed", "stopped", HK_SOURCE_USER, &m);
+    /* A meeting with a bot here goes to stopping; the bot leaves, flushes and exits, and its
+     * exit completes the meeting. Without one (stream, or a bot already gone) it completes now. */
+    bool bot = c->app->bots && hk_bot_runner_pid(c->app->bots, id) >= 0;
+    int rc = hk_lifecycle_transition(c->app->store, id, bot ? "stopping" : "completed", "stopped",
+                                     HK_SOURCE_USER, &m);
+    if (rc == 0 && bot)
+        hk_bot_runner_stop(c->app->bots, id);
     if (rc == HK_ESTATE) {
         hk_api_error(c, 202, "Meeting already %s.", m.status);
         hk_meeting_dispose(&m);

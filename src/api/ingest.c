@@ -11,6 +11,7 @@
 #include "api/ingest.h"
 #include "asr/engine.h"
 #include "audio/convert.h"
+#include "bot/runner.h"
 #include "core/json.h"
 #include "core/jwt.h"
 #include "core/log.h"
@@ -32,6 +33,7 @@ struct meeting_rt_s {
     ingest_t *sessions;
     uv_timer_t idle;
     bool idle_armed;
+    bool bot; /* a bot meeting: its runner, not an idle timer, ends it */
     bool closing;
     hk_bus_sub_t *sub;
     uv_work_t work;
@@ -246,7 +248,7 @@ static void rt_remove(ingest_t *in)
         rt_release_if_idle(rt);
         return;
     }
-    if (rt->nsessions == 0) {
+    if (rt->nsessions == 0 && !rt->bot) {
         uint64_t ms = (uint64_t)rt->app->cfg->stream_idle_timeout_ms;
         uv_timer_start(&rt->idle, idle_timer_cb, ms, 0);
         rt->idle_armed = true;
@@ -372,7 +374,9 @@ static void verify_work_cb(uv_work_t *w)
         hk_meeting_dispose(&m);
         return;
     }
-    if (strcmp(m.status, "active") != 0) {
+    /* A bot connects before it has joined its meeting and reports its own status; a stream
+     * meeting becomes active with its first session. */
+    if (strcmp(m.platform, "stream") == 0 && strcmp(m.status, "active") != 0) {
         hk_meeting_t a;
         rc = hk_lifecycle_transition(st, m.id, "active", NULL, HK_SOURCE_SYSTEM, &a);
         if (rc == 0 || rc == HK_ESTATE) {
@@ -418,6 +422,7 @@ static void verify_after_cb(uv_work_t *w, int status)
         end_session(in);
         return;
     }
+    rt->bot = strcmp(in->meeting.platform, "stream") != 0;
     rt_add(rt, in);
     int64_t t0 = hk_live_t0(in->live);
     int64_t now = hk_time_now_ms();
@@ -562,6 +567,89 @@ static void on_speaker(ingest_t *in, json_t *payload)
     hk_collector_speaker(in->live, name, t, strcmp(ev, "SPEAKER_START") == 0);
 }
 
+/* ---- bot status reports (protocols.md section 3) ---- */
+
+typedef struct {
+    uv_work_t work;
+    hk_app_t *app;
+    int64_t meeting_id;
+    char status[24];
+    char reason[256];
+} status_work_t;
+
+static void status_work_cb(uv_work_t *w)
+{
+    status_work_t *sw = w->data;
+    hk_meeting_t m;
+    int rc = hk_lifecycle_transition(sw->app->store, sw->meeting_id, sw->status,
+                                     sw->reason[0] ? sw->reason : NULL, HK_SOURCE_BOT, &m);
+    if (rc == 0 || rc == HK_ESTATE)
+        hk_meeting_dispose(&m);
+    if (rc == HK_ESTATE) /* e.g. "active" after the user already asked it to stop */
+        hk_log_info("ingest", "meeting_id=%lld op=bot_status to=%s msg=\"not allowed now\"",
+                    (long long)sw->meeting_id, sw->status);
+}
+
+static void status_after_cb(uv_work_t *w, int status)
+{
+    HK_UNUSED(status);
+    free(w->data);
+}
+
+static void on_bot_status(ingest_t *in, json_t *o)
+{
+    static const char *const allowed[] = {"joining", "awaiting_admission", "active", "completed",
+                                          "failed"};
+    const char *st = json_string_value(json_object_get(o, "status"));
+    json_t *rj = json_object_get(o, "reason");
+    const char *reason = json_string_value(rj);
+    bool ok = st != NULL && (!rj || json_is_null(rj) || (reason && strlen(reason) < 256));
+    bool known = false;
+    for (size_t i = 0; ok && i < HK_ARRAY_SIZE(allowed); i++)
+        known = known || strcmp(st, allowed[i]) == 0;
+    if (!ok || !known) {
+        fail(in, HK_WS_CLOSE_POLICY,
+             "invalid status: needs status joining|awaiting_admission|active|completed|failed "
+             "and an optional reason under 256 bytes");
+        return;
+    }
+    hk_log_info("ingest", "meeting_id=%lld session_id=%lld op=bot_status status=%s",
+                (long long)in->meeting_id, (long long)in->session_id, st);
+    if (hk_meeting_status_terminal(st)) {
+        /* Applied by the runner when the bot has flushed its audio and exited. */
+        if (in->app->bots)
+            hk_bot_runner_report_final(in->app->bots, in->meeting_id, st, reason);
+        return;
+    }
+    status_work_t *sw = calloc(1, sizeof(*sw));
+    if (!sw)
+        return;
+    sw->app = in->app;
+    sw->meeting_id = in->meeting_id;
+    snprintf(sw->status, sizeof(sw->status), "%s", st);
+    snprintf(sw->reason, sizeof(sw->reason), "%s", reason ? reason : "");
+    sw->work.data = sw;
+    if (uv_queue_work(in->app->loop, &sw->work, status_work_cb, status_after_cb) != 0)
+        free(sw);
+}
+
+size_t hk_ingest_send_command(int64_t meeting_id, const char *json, size_t len, void *data)
+{
+    HK_UNUSED(data);
+    size_t n = 0;
+    for (meeting_rt_t *rt = rts; rt; rt = rt->next) {
+        if (rt->meeting_id != meeting_id || rt->closing)
+            continue;
+        for (ingest_t *in = rt->sessions; in; in = in->rt_next) {
+            if (in->state == S_RUNNING && in->ws && hk_ws_is_open(in->ws)) {
+                hk_ws_send_text(in->ws, json, len);
+                n++;
+            }
+        }
+    }
+    return n;
+}
+
 static uint32_t ext_seq(ingest_t *in, double start)
 {
     for (size_t i = 0; i < in->next_ext; i++)
@@ -658,6 +746,8 @@ static void on_text(hk_ws_t *ws, const char *data, size_t len)
         on_speaker(in, json_object_get(o, "payload"));
     else if (type && strcmp(type, "segments") == 0)
         on_segments(in, json_object_get(o, "segments"));
+    else if (type && strcmp(type, "status") == 0 && strcmp(in->meeting.platform, "janus") == 0)
+        on_bot_status(in, o);
     else if (type && strcmp(type, "session_control") == 0) {
         const char *ev = json_string_value(json_object_get(json_object_get(o, "payload"), "event"));
         if (ev && strcmp(ev, "LEAVING_MEETING") == 0)

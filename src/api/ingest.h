@@ -21,6 +21,11 @@ size_t hk_ws_endpoints_active(void);
  * stream meeting a previous run left behind. */
 void hk_ingest_recover(hk_app_t *app);
 
+/* Sends a command frame (JSON text) to every running ingest session of a meeting (the bot's
+ * per-meeting command channel); returns how many got it. data is unused (hk_bot_command_fn's
+ * shape). Loop thread. */
+size_t hk_ingest_send_command(int64_t meeting_id, const char *json, size_t len, void *data);
+
 /* WebSocket connections of both endpoints, open or closing (metrics). Loop thread. */
 size_t hk_ws_endpoints_connections(void);
 

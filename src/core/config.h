@@ -35,6 +35,9 @@ typedef struct {
     size_t max_ws_message_bytes;
     size_t max_ws_queue_bytes;
     int ws_ping_interval_ms;
+    /* bots */
+    int max_bots;           /* bot processes on this node at most */
+    int bot_leave_grace_ms; /* a bot told to leave is killed after this long */
     /* webhooks */
     bool webhook_allow_private;   /* deliver to loopback/private/link-local addresses (tests) */
     char *webhook_retry_schedule; /* comma list of seconds between attempts */

@@ -101,7 +101,7 @@ def test_optional_fields_accepted_and_passcode_never_echoed(server, user):
     assert secret not in server.log(), "passcode written to the server log"
 
 
-@pytest.mark.parametrize("platform", ["google_meet", "teams", "zoom", "janus", "sip", "upload"])
+@pytest.mark.parametrize("platform", ["google_meet", "teams", "zoom", "sip", "upload"])
 def test_platform_not_supported(server, user, platform):
     _, token = user
     r = server.request("POST", "/bots", headers=uh(token),

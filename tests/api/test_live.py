@@ -307,3 +307,27 @@ def test_active_stream_meeting_completes_after_restart(make_server):
     done = wait_for(lambda: (lambda j: j if j["status"] == "completed" else None)(
         meeting(server, token, m["id"])), what="completion after restart")
     assert done["data"]["completion_reason"] == "stream_ended"
+
+
+def test_wait_when_recogniser_is_full(make_server):
+    server = make_server(args=FAST + ["--asr-pool-size", "1", "--asr-max-sessions", "1"],
+                         env={"HARK_ASR": "pocketsphinx"})
+    _, token = server.new_user()
+    a = start_meeting(server, token, uniq())
+    b = start_meeting(server, token, uniq())
+
+    async def scenario():
+        first, _ = await open_ingest(a["ingest_url"], a["meeting_token"], uid="first")
+        second, reply = await open_ingest(b["ingest_url"], b["meeting_token"], uid="second",
+                                          expect_ready=False)
+        assert reply["status"] == "WAIT" and reply["uid"] == "second", reply
+        assert isinstance(reply["message"], (int, float)) and reply["message"] >= 0
+        await asyncio.wait_for(second.wait_closed(), 10)
+        # The first session is unaffected and a slot frees when it ends.
+        await first.send(b"END_OF_AUDIO")
+        await asyncio.wait_for(first.wait_closed(), 20)
+        third, reply = await open_ingest(b["ingest_url"], b["meeting_token"], uid="third")
+        await third.send(b"END_OF_AUDIO")
+        await asyncio.wait_for(third.wait_closed(), 20)
+
+    run(scenario())
