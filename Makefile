@@ -21,6 +21,8 @@ LDFLAGS := $(SAN)
 
 SRC      := $(sort $(shell find src -name '*.c' ! -path src/main.c))
 OBJ      := $(SRC:src/%.c=$(BUILD)/obj/%.o)
+WEB      := $(sort $(wildcard web/*))
+OBJ      += $(BUILD)/obj/gen/web_assets.o
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 BIN      := $(if $(filter build,$(BUILD)),hark,$(BUILD)/hark)
@@ -30,6 +32,14 @@ BIN      := $(if $(filter build,$(BUILD)),hark,$(BUILD)/hark)
 all: $(BIN)
 
 $(BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+# The dashboard (web/) is compiled in: scripts/embed-web turns the files into byte arrays.
+$(BUILD)/gen/web_assets.c: scripts/embed-web web $(WEB)
+	@scripts/embed-web $@ $(WEB)
+
+$(BUILD)/obj/gen/web_assets.o: $(BUILD)/gen/web_assets.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 

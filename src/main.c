@@ -288,7 +288,8 @@ static int cmd_serve(const hk_config_t *cfg)
     if (!app->metrics || !app->router || hk_api_register(app, hk_ops_routes) ||
         hk_api_register(app, hk_admin_routes) || hk_api_register(app, hk_bots_routes) ||
         hk_api_register(app, hk_meetings_routes) || hk_api_register(app, hk_webhooks_routes) ||
-        hk_api_register(app, hk_transcripts_routes) || hk_api_register(app, hk_ws_routes)) {
+        hk_api_register(app, hk_transcripts_routes) || hk_api_register(app, hk_ws_routes) ||
+        hk_api_register(app, hk_analytics_routes) || hk_api_register(app, hk_web_routes)) {
         hk_log_error("main", "msg=\"cannot set up routes\"");
         goto out;
     }

@@ -56,6 +56,8 @@ typedef struct hk_store_backend_s {
     int (*segments_put)(void *impl, const hk_segment_t *v, size_t n);
     int (*segments_list)(void *impl, int64_t meeting_id, hk_segment_t **out, size_t *n);
     int (*segments_count)(void *impl, int64_t meeting_id, int64_t *n);
+    int (*analytics)(void *impl, int64_t user_id, int64_t since_ms, int64_t tz_offset_ms,
+                     hk_analytics_t *out);
 
     /* *armed: how many pending deliveries were made due now. */
     int (*webhook_put)(void *impl, int64_t user_id, const char *url, bool set_secret,

@@ -81,6 +81,7 @@ enum {
     ST_SEGMENT_UPSERT,
     ST_SEGMENT_LIST,
     ST_SEGMENT_COUNT,
+    ST_ANALYTICS,
     ST_WH_GET,
     ST_WH_UPSERT,
     ST_WH_DELETE,
@@ -169,6 +170,20 @@ static const char *const sql_text[ST_COUNT] = {
     [ST_SEGMENT_LIST] = "SELECT " SEGMENT_COLS " FROM segments WHERE meeting_id = ?1"
                         " ORDER BY \"start\", segment_id",
     [ST_SEGMENT_COUNT] = "SELECT count(*) FROM segments WHERE meeting_id = ?1",
+    /* One statement, so every figure comes from the same snapshot. Rows: (kind, key, count,
+     * value): 'p' per platform, 's' per status, 'd' per day (value = day number), 't' stored
+     * segments (value = seconds), 'm' meetings with start and end (value = seconds). The user's
+     * meetings come from meetings_user_id, their segments from segments_meeting_start. */
+    [ST_ANALYTICS] =
+        "SELECT 'p', platform, count(*), 0 FROM meetings WHERE user_id = ?1 GROUP BY platform"
+        " UNION ALL SELECT 's', status, count(*), 0 FROM meetings WHERE user_id = ?1"
+        " GROUP BY status"
+        " UNION ALL SELECT 'd', NULL, count(*), (created_at + ?3) / 86400000 AS day FROM meetings"
+        " WHERE user_id = ?1 AND created_at >= ?2 GROUP BY day"
+        " UNION ALL SELECT 't', NULL, count(*), total(max(g.\"end\" - g.\"start\", 0))"
+        " FROM meetings m JOIN segments g ON g.meeting_id = m.id WHERE m.user_id = ?1"
+        " UNION ALL SELECT 'm', NULL, count(*), total(end_time - start_time) FROM meetings"
+        " WHERE user_id = ?1 AND start_time IS NOT NULL AND end_time >= start_time",
 
     [ST_WH_GET] = "SELECT " WEBHOOK_COLS " FROM webhooks WHERE user_id = ?1",
     /* ?6 says whether the secret changes; on insert ?3 is already NULL when it does not. */
@@ -1621,6 +1636,79 @@ static int sq_segments_count(void *impl, int64_t meeting_id, int64_t *n)
     return rc;
 }
 
+/* Appends one counted group to *v (growing it); false when out of memory. */
+static bool push_count(hk_store_count_t **v, size_t *n, const char *key, int64_t day, int64_t count)
+{
+    if ((*n & (*n - 1)) == 0) { /* 0, 1, 2, 4, ...: grow to the next power of two */
+        hk_store_count_t *nv = realloc(*v, (*n ? *n * 2 : 1) * sizeof(**v));
+        if (nv == NULL)
+            return false;
+        *v = nv;
+    }
+    hk_store_count_t *e = &(*v)[*n];
+    e->key = key ? strdup(key) : NULL;
+    if (key && !e->key)
+        return false;
+    e->day = day;
+    e->count = count;
+    (*n)++;
+    return true;
+}
+
+static int sq_analytics(void *impl, int64_t user_id, int64_t since_ms, int64_t tz_offset_ms,
+                        hk_analytics_t *out)
+{
+    static const char op[] = "analytics";
+    sqlite_store_t *S = impl;
+    conn_t *c = acquire(S);
+    sqlite3_stmt *st = stmt(c, ST_ANALYTICS, op);
+    int rc = HK_ESTORE;
+    if (st != NULL) {
+        if (!bind_i64(st, 1, user_id) || !bind_i64(st, 2, since_ms) ||
+            !bind_i64(st, 3, tz_offset_ms)) {
+            rc = bind_error(c, op);
+        } else {
+            while ((rc = step(c, st, op)) == SQLITE_ROW) {
+                const char *kind = (const char *)sqlite3_column_text(st, 0);
+                const char *key = (const char *)sqlite3_column_text(st, 1);
+                int64_t count = sqlite3_column_int64(st, 2);
+                bool ok = true;
+                switch (kind ? kind[0] : 0) {
+                case 'p':
+                    ok = push_count(&out->by_platform, &out->nplatform, key ? key : "", 0, count);
+                    break;
+                case 's':
+                    ok = push_count(&out->by_status, &out->nstatus, key ? key : "", 0, count);
+                    break;
+                case 'd':
+                    ok = push_count(&out->per_day, &out->nday, NULL, sqlite3_column_int64(st, 3),
+                                    count);
+                    break;
+                case 't':
+                    out->segments = count;
+                    out->segment_seconds = sqlite3_column_double(st, 3);
+                    break;
+                case 'm':
+                    out->timed_meetings = count;
+                    out->meeting_seconds = sqlite3_column_double(st, 3) / 1000.0;
+                    break;
+                }
+                if (!ok) {
+                    rc = HK_ENOMEM;
+                    break;
+                }
+            }
+            if (rc == SQLITE_DONE)
+                rc = 0;
+            else if (rc > 0)
+                rc = HK_ESTORE;
+        }
+        done(st);
+    }
+    release(S, c);
+    return rc;
+}
+
 /* Runs a write with user_id on ?1 and a time on ?2. */
 static int exec_user_time(conn_t *c, int id_stmt, int64_t user_id, int64_t t, const char *op)
 {
@@ -1924,6 +2012,7 @@ static const hk_store_backend_t sqlite_backend = {
     .segments_put = sq_segments_put,
     .segments_list = sq_segments_list,
     .segments_count = sq_segments_count,
+    .analytics = sq_analytics,
     .webhook_put = sq_webhook_put,
     .webhook_get = sq_webhook_get,
     .webhook_delete = sq_webhook_delete,

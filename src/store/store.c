@@ -477,6 +477,37 @@ int hk_store_segments_count(hk_store_t *s, int64_t meeting_id, int64_t *n)
     return s->be->segments_count(s->impl, meeting_id, n);
 }
 
+/* ---- analytics ---- */
+
+static void free_counts(hk_store_count_t *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i].key);
+    free(v);
+}
+
+void hk_analytics_dispose(hk_analytics_t *a)
+{
+    if (a == NULL)
+        return;
+    free_counts(a->by_platform, a->nplatform);
+    free_counts(a->by_status, a->nstatus);
+    free_counts(a->per_day, a->nday);
+    memset(a, 0, sizeof(*a));
+}
+
+int hk_store_analytics(hk_store_t *s, int64_t user_id, int64_t since_ms, int64_t tz_offset_ms,
+                       hk_analytics_t *out)
+{
+    if (s == NULL || out == NULL || user_id <= 0)
+        return HK_EINVAL;
+    memset(out, 0, sizeof(*out));
+    int rc = s->be->analytics(s->impl, user_id, since_ms, tz_offset_ms, out);
+    if (rc)
+        hk_analytics_dispose(out);
+    return rc;
+}
+
 /* ---- webhooks ---- */
 
 void hk_store_set_outbox_hook(hk_store_t *s, void (*fn)(void *arg), void *arg)

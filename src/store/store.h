@@ -237,6 +237,34 @@ int hk_store_segments_put(hk_store_t *s, const hk_segment_t *v, size_t n);
 int hk_store_segments_list(hk_store_t *s, int64_t meeting_id, hk_segment_t **out, size_t *n);
 int hk_store_segments_count(hk_store_t *s, int64_t meeting_id, int64_t *n);
 
+/* ---- analytics ---- */
+
+/* One counted group: a platform or status name (`key`), or a day (`day`, key NULL). */
+typedef struct {
+    char *key;
+    int64_t day; /* days since 1970-01-01 in the caller's time zone (per-day rows only) */
+    int64_t count;
+} hk_store_count_t;
+
+/* A user's meeting statistics (GET /analytics). Arrays are malloc'd (NULL when empty). */
+typedef struct {
+    hk_store_count_t *by_platform, *by_status, *per_day;
+    size_t nplatform, nstatus, nday;
+    int64_t segments;       /* stored (completed) segments of the user's meetings */
+    double segment_seconds; /* sum of their durations (end - start, negatives as 0) */
+    int64_t timed_meetings; /* meetings with both start_time and end_time */
+    double meeting_seconds; /* sum of their end_time - start_time */
+} hk_analytics_t;
+
+/*
+ * Counts user_id's meetings by platform and by status, meetings created at or after since_ms per
+ * day (day = (created_at + tz_offset_ms) / 86400000), and sums of segment and meeting durations,
+ * all from one consistent read. Fills *out (release with hk_analytics_dispose). Worker thread.
+ */
+int hk_store_analytics(hk_store_t *s, int64_t user_id, int64_t since_ms, int64_t tz_offset_ms,
+                       hk_analytics_t *out);
+void hk_analytics_dispose(hk_analytics_t *a);
+
 /* ---- webhooks (outbox and deliveries) ---- */
 
 /*
