@@ -494,6 +494,7 @@ static void test_two_sessions_share_one_decoder(void **state)
     run_wait(both, 2);
     check_results(rx, (double)x.n / 16000.0);
     check_results(ry, (double)y.n / 16000.0);
+    hk_asr_engine_stats(f->e, &st);
     double bx = final_after(rx, (double)a.n / 16000.0 + gap - 0.1);
     double by = final_after(ry, (double)b.n / 16000.0 + gap - 0.1);
     printf("#  X alone:  %s\n#  X shared: %s\n#  Y alone:  %s\n#  Y shared: %s\n"
