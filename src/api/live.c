@@ -32,8 +32,8 @@ struct live_conn_s {
     hk_app_t *app;
     hk_ws_t *ws;
     int64_t user_id;
-    conn_sub_t subs[MAX_SUBS_PER_CONN];
-    size_t nsubs;
+    conn_sub_t *subs; /* grown on demand: an idle connection costs little */
+    size_t nsubs, subs_cap;
     int pending;
     bool gone;
     live_conn_t *next; /* all connections, for shutdown */
@@ -150,6 +150,7 @@ static void conn_free_if_done(live_conn_t *lc)
         free(lc->subs[i].platform);
         free(lc->subs[i].native_id);
     }
+    free(lc->subs);
     free(lc);
 }
 
@@ -196,8 +197,17 @@ static void sub_after_cb(uv_work_t *w, int status)
             bool have = false;
             for (size_t k = 0; k < lc->nsubs && !have; k++)
                 have = lc->subs[k].meeting_id == id;
+            if (!have && lc->nsubs == lc->subs_cap && lc->nsubs < MAX_SUBS_PER_CONN) {
+                size_t ncap = lc->subs_cap ? lc->subs_cap * 2 : 4;
+                conn_sub_t *p = realloc(lc->subs, ncap * sizeof(*p));
+                if (p) {
+                    lc->subs = p;
+                    lc->subs_cap = ncap;
+                }
+            }
             if (!have) {
-                if (lc->nsubs == MAX_SUBS_PER_CONN || topic_add(lc->app, id, lc) != 0) {
+                if (lc->nsubs >= MAX_SUBS_PER_CONN || lc->nsubs == lc->subs_cap ||
+                    topic_add(lc->app, id, lc) != 0) {
                     send_error(lc, "invalid_payload", "too many subscriptions on this connection");
                     break;
                 }

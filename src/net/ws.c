@@ -95,7 +95,6 @@ struct hk_ws_s {
     uint16_t close_code;
     char close_reason[MAX_REASON + 1];
     char remote[48];
-    char rbuf[READ_BUF_SIZE];
 };
 
 static atomic_uint_fast64_t next_id = 1;
@@ -633,19 +632,23 @@ static void close_handles(hk_ws_t *ws)
     uv_close((uv_handle_t *)&ws->timer, timer_close_cb);
 }
 
+/* One read buffer per loop thread, shared by its connections: process_input() hands each
+ * read to wslay synchronously and wslay copies what it keeps, so nothing refers to the buffer
+ * after read_cb returns. That saves 16 KB per idle connection. */
+static _Thread_local char read_buf[READ_BUF_SIZE];
+
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
-    hk_ws_t *ws = h->data;
-    *buf = uv_buf_init(ws->rbuf, sizeof(ws->rbuf));
+    (void)h;
+    *buf = uv_buf_init(read_buf, sizeof(read_buf));
 }
 
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     hk_ws_t *ws = s->data;
-    (void)buf;
     if (nread > 0) {
-        process_input(ws, ws->rbuf, (size_t)nread);
+        process_input(ws, buf->base, (size_t)nread);
     } else if (nread < 0) {
         if (nread != UV_EOF)
             hk_log_debug("ws", "op=read id=%llu err=\"%s\"", (unsigned long long)ws->id,
