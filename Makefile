@@ -10,13 +10,16 @@ VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 GIT_REV  := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# FFmpeg is compiled against but loaded at run time (src/audio/decode.c), so that servers and bots
+# do not carry its libraries in their memory.
+DLOPEN_PKGS := libavformat libavcodec libswresample libavutil
+PKG_LIBS   := $(shell pkg-config --libs $(filter-out $(DLOPEN_PKGS),$(PKGS)) 2>/dev/null)
 
 CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g -Isrc $(PKG_CFLAGS) $(SAN) \
            -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
            -Wno-format-nonliteral $(WERROR) -MMD -MP \
            -DHK_VERSION='"$(VERSION)"' -DHK_GIT_REV='"$(GIT_REV)"'
-LDLIBS  := $(PKG_LIBS) -lwslay -lhttp_parser -lpthread -lm
+LDLIBS  := $(PKG_LIBS) -lwslay -lhttp_parser -lpthread -ldl -lm
 LDFLAGS := $(SAN)
 
 SRC      := $(sort $(shell find src -name '*.c' ! -path src/main.c))

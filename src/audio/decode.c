@@ -2,6 +2,7 @@
  * libswresample, streamed to a callback in fixed-size chunks. */
 #include "audio/decode.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -67,15 +68,101 @@ static void av_log_cb(void *avcl, int level, const char *fmt, va_list vl)
     hk_log_debug("decode", "op=ffmpeg level=%d msg=%s", level, hk_log_quote(q, sizeof(q), line));
 }
 
+/*
+ * FFmpeg is loaded with dlopen() on first use instead of being linked: only `hark transcribe`
+ * decodes files, and linking libavformat/libavcodec (with their own dependencies: gnutls,
+ * librsvg, ...) would add about 25 MB of shared pages to the RSS of every server and bot process.
+ * The headers still give every type; calls go through this table (AV(fn)).
+ */
+#define HK_AV_FUNCS(X)                                                                             \
+    X(avformat, avformat_open_input)                                                               \
+    X(avformat, avformat_find_stream_info)                                                         \
+    X(avformat, avformat_close_input)                                                              \
+    X(avformat, av_find_best_stream)                                                               \
+    X(avformat, av_read_frame)                                                                     \
+    X(avformat, avio_seek)                                                                         \
+    X(avcodec, avcodec_send_packet)                                                                \
+    X(avcodec, avcodec_receive_frame)                                                              \
+    X(avcodec, avcodec_parameters_to_context)                                                      \
+    X(avcodec, avcodec_open2)                                                                      \
+    X(avcodec, avcodec_get_name)                                                                   \
+    X(avcodec, avcodec_free_context)                                                               \
+    X(avcodec, avcodec_alloc_context3)                                                             \
+    X(avcodec, av_packet_unref)                                                                    \
+    X(avcodec, av_packet_free)                                                                     \
+    X(avcodec, av_packet_alloc)                                                                    \
+    X(avutil, av_free)                                                                             \
+    X(avutil, av_channel_layout_uninit)                                                            \
+    X(avutil, av_channel_layout_copy)                                                              \
+    X(avutil, av_strerror)                                                                         \
+    X(avutil, av_realloc_array)                                                                    \
+    X(avutil, av_mallocz)                                                                          \
+    X(avutil, av_log_set_callback)                                                                 \
+    X(avutil, av_frame_unref)                                                                      \
+    X(avutil, av_frame_free)                                                                       \
+    X(avutil, av_frame_alloc)                                                                      \
+    X(avutil, av_channel_layout_default)                                                           \
+    X(avutil, av_channel_layout_compare)                                                           \
+    X(swresample, swr_free)                                                                        \
+    X(swresample, swr_init)                                                                        \
+    X(swresample, swr_get_out_samples)                                                             \
+    X(swresample, swr_convert)                                                                     \
+    X(swresample, swr_alloc_set_opts2)
+
+#define HK_AV_FIELD(lib, fn) __typeof__(fn) *fn;
+static struct {
+    HK_AV_FUNCS(HK_AV_FIELD)
+} av_fns;
+#define AV(fn) (av_fns.fn)
+
+#define HK_STR2(x) #x
+#define HK_STR(x) HK_STR2(x)
+static const char *const av_libs[] = {
+    "libavutil.so." HK_STR(LIBAVUTIL_VERSION_MAJOR),
+    "libswresample.so." HK_STR(LIBSWRESAMPLE_VERSION_MAJOR),
+    "libavcodec.so." HK_STR(LIBAVCODEC_VERSION_MAJOR),
+    "libavformat.so." HK_STR(LIBAVFORMAT_VERSION_MAJOR),
+};
+static void *av_handles[4];
+static char av_load_error[256];
+static pthread_once_t av_once = PTHREAD_ONCE_INIT;
+
+static void *av_handle(const char *lib)
+{
+    if (strcmp(lib, "avutil") == 0)
+        return av_handles[0];
+    if (strcmp(lib, "swresample") == 0)
+        return av_handles[1];
+    if (strcmp(lib, "avcodec") == 0)
+        return av_handles[2];
+    return av_handles[3];
+}
+
+static void av_load(void)
+{
+    for (size_t i = 0; i < HK_ARRAY_SIZE(av_libs); i++) {
+        av_handles[i] = dlopen(av_libs[i], RTLD_NOW | RTLD_LOCAL);
+        if (!av_handles[i]) {
+            snprintf(av_load_error, sizeof(av_load_error), "cannot load FFmpeg (%s): %s",
+                     av_libs[i], dlerror());
+            return;
+        }
+    }
+#define HK_AV_LOAD(lib, fn)                                                                        \
+    if (!av_load_error[0] && !(*(void **)&av_fns.fn = dlsym(av_handle(#lib), #fn)))                \
+        snprintf(av_load_error, sizeof(av_load_error), "FFmpeg lacks %s", #fn);
+    HK_AV_FUNCS(HK_AV_LOAD)
+}
+
 static pthread_once_t log_once = PTHREAD_ONCE_INIT;
 static void log_setup(void)
 {
-    av_log_set_callback(av_log_cb);
+    AV(av_log_set_callback)(av_log_cb);
 }
 
 static void av_reason(int averr, char *buf, size_t len)
 {
-    if (av_strerror(averr, buf, len) < 0)
+    if (AV(av_strerror)(averr, buf, len) < 0)
         snprintf(buf, len, "error %d", averr);
 }
 
@@ -89,7 +176,7 @@ static void update_progress(dec_t *d, const AVFrame *fr)
         t += fr->sample_rate > 0 ? (double)fr->nb_samples / fr->sample_rate : 0;
         p = t / d->duration_s;
     } else if (d->file_size > 0 && d->fmt->pb) {
-        int64_t pos = avio_tell(d->fmt->pb);
+        int64_t pos = AV(avio_seek)(d->fmt->pb, 0, SEEK_CUR) /* avio_tell is inline */;
         if (pos >= 0)
             p = (double)pos / (double)d->file_size;
     }
@@ -127,29 +214,29 @@ static int deliver(dec_t *d, const int16_t *pcm, size_t n)
 static int setup_swr(dec_t *d, const AVFrame *fr)
 {
     if (d->swr && d->swr_rate == fr->sample_rate && d->swr_format == fr->format &&
-        av_channel_layout_compare(&d->swr_layout, &fr->ch_layout) == 0)
+        AV(av_channel_layout_compare)(&d->swr_layout, &fr->ch_layout) == 0)
         return 0;
-    swr_free(&d->swr);
-    av_channel_layout_uninit(&d->swr_layout);
+    AV(swr_free)(&d->swr);
+    AV(av_channel_layout_uninit)(&d->swr_layout);
     /* Remember the frame's layout as given (it is what later frames are compared with). */
-    if (av_channel_layout_copy(&d->swr_layout, &fr->ch_layout) < 0)
+    if (AV(av_channel_layout_copy)(&d->swr_layout, &fr->ch_layout) < 0)
         return HK_ENOMEM;
     AVChannelLayout in;
     if (fr->ch_layout.order == AV_CHANNEL_ORDER_UNSPEC || fr->ch_layout.nb_channels <= 0) {
         /* WAV files with many channels and no mask, raw codecs: assume the usual layout. */
-        av_channel_layout_default(&in,
-                                  fr->ch_layout.nb_channels > 0 ? fr->ch_layout.nb_channels : 1);
-    } else if (av_channel_layout_copy(&in, &fr->ch_layout) < 0) {
+        AV(av_channel_layout_default)
+        (&in, fr->ch_layout.nb_channels > 0 ? fr->ch_layout.nb_channels : 1);
+    } else if (AV(av_channel_layout_copy)(&in, &fr->ch_layout) < 0) {
         return HK_ENOMEM;
     }
     AVChannelLayout mono = AV_CHANNEL_LAYOUT_MONO;
-    int rc = swr_alloc_set_opts2(&d->swr, &mono, AV_SAMPLE_FMT_S16, HK_AUDIO_ASR_RATE, &in,
-                                 (enum AVSampleFormat)fr->format, fr->sample_rate, 0, NULL);
+    int rc = AV(swr_alloc_set_opts2)(&d->swr, &mono, AV_SAMPLE_FMT_S16, HK_AUDIO_ASR_RATE, &in,
+                                     (enum AVSampleFormat)fr->format, fr->sample_rate, 0, NULL);
     if (rc >= 0)
-        rc = swr_init(d->swr);
-    av_channel_layout_uninit(&in);
+        rc = AV(swr_init)(d->swr);
+    AV(av_channel_layout_uninit)(&in);
     if (rc < 0) {
-        swr_free(&d->swr);
+        AV(swr_free)(&d->swr);
         return HK_ESTATE;
     }
     d->swr_rate = fr->sample_rate;
@@ -164,19 +251,19 @@ static int convert(dec_t *d, const AVFrame *fr)
         return 0;
     int in_n = fr ? fr->nb_samples : 0;
     for (;;) {
-        int need = swr_get_out_samples(d->swr, in_n);
+        int need = AV(swr_get_out_samples)(d->swr, in_n);
         if (need <= 0)
             return 0;
         if (need > d->conv_cap) {
-            int16_t *p = av_realloc_array(d->conv, (size_t)need, sizeof(*p));
+            int16_t *p = AV(av_realloc_array)(d->conv, (size_t)need, sizeof(*p));
             if (!p)
                 return HK_ENOMEM;
             d->conv = p;
             d->conv_cap = need;
         }
         uint8_t *out = (uint8_t *)d->conv;
-        int got = swr_convert(d->swr, &out, d->conv_cap,
-                              fr ? (const uint8_t **)fr->extended_data : NULL, in_n);
+        int got = AV(swr_convert)(d->swr, &out, d->conv_cap,
+                                  fr ? (const uint8_t **)fr->extended_data : NULL, in_n);
         if (got < 0)
             return HK_ESTATE;
         int rc = deliver(d, d->conv, (size_t)got);
@@ -189,7 +276,7 @@ static int convert(dec_t *d, const AVFrame *fr)
 static int drain_decoder(dec_t *d, AVFrame *fr)
 {
     for (;;) {
-        int r = avcodec_receive_frame(d->dec, fr);
+        int r = AV(avcodec_receive_frame)(d->dec, fr);
         if (r == AVERROR(EAGAIN) || r == AVERROR_EOF)
             return 0;
         if (r < 0) {
@@ -201,7 +288,7 @@ static int drain_decoder(dec_t *d, AVFrame *fr)
         int rc = setup_swr(d, fr);
         if (rc == 0)
             rc = convert(d, fr);
-        av_frame_unref(fr);
+        AV(av_frame_unref)(fr);
         if (rc)
             return rc;
     }
@@ -239,7 +326,7 @@ static int check_file(const char *path, int64_t *size, char *err, size_t errlen)
 static int open_input(dec_t *d, const char *path, hk_decode_info_t *info, char *err, size_t errlen)
 {
     char why[128];
-    int r = avformat_open_input(&d->fmt, path, NULL, NULL);
+    int r = AV(avformat_open_input)(&d->fmt, path, NULL, NULL);
     if (r < 0) {
         if (r == AVERROR(ENOENT)) {
             set_err(err, errlen, "file not found");
@@ -254,14 +341,14 @@ static int open_input(dec_t *d, const char *path, hk_decode_info_t *info, char *
         set_err(err, errlen, "not a media file FFmpeg can read (%s)", why);
         return HK_EINVAL;
     }
-    r = avformat_find_stream_info(d->fmt, NULL);
+    r = AV(avformat_find_stream_info)(d->fmt, NULL);
     if (r < 0) {
         av_reason(r, why, sizeof(why));
         set_err(err, errlen, "not a media file FFmpeg can read (%s)", why);
         return HK_EINVAL;
     }
     const AVCodec *codec = NULL;
-    int idx = av_find_best_stream(d->fmt, AVMEDIA_TYPE_AUDIO, -1, -1, &codec, 0);
+    int idx = AV(av_find_best_stream)(d->fmt, AVMEDIA_TYPE_AUDIO, -1, -1, &codec, 0);
     if (idx == AVERROR_STREAM_NOT_FOUND) {
         set_err(err, errlen, "no audio stream (a %s file with %u stream%s, none of them audio)",
                 d->fmt->iformat->name, d->fmt->nb_streams, d->fmt->nb_streams == 1 ? "" : "s");
@@ -272,7 +359,7 @@ static int open_input(dec_t *d, const char *path, hk_decode_info_t *info, char *
         const char *name = "unknown";
         for (unsigned i = 0; i < d->fmt->nb_streams; i++)
             if (d->fmt->streams[i]->codecpar->codec_type == AVMEDIA_TYPE_AUDIO) {
-                name = avcodec_get_name(d->fmt->streams[i]->codecpar->codec_id);
+                name = AV(avcodec_get_name)(d->fmt->streams[i]->codecpar->codec_id);
                 break;
             }
         set_err(err, errlen, "no decoder for its audio codec \"%s\" in this FFmpeg build", name);
@@ -287,13 +374,13 @@ static int open_input(dec_t *d, const char *path, hk_decode_info_t *info, char *
     for (unsigned i = 0; i < d->fmt->nb_streams; i++)
         if ((int)i != idx)
             d->fmt->streams[i]->discard = AVDISCARD_ALL; /* do not even demux video */
-    d->dec = avcodec_alloc_context3(codec);
-    if (!d->dec || avcodec_parameters_to_context(d->dec, d->st->codecpar) < 0) {
+    d->dec = AV(avcodec_alloc_context3)(codec);
+    if (!d->dec || AV(avcodec_parameters_to_context)(d->dec, d->st->codecpar) < 0) {
         set_err(err, errlen, "out of memory");
         return HK_ENOMEM;
     }
     d->dec->pkt_timebase = d->st->time_base;
-    r = avcodec_open2(d->dec, codec, NULL);
+    r = AV(avcodec_open2)(d->dec, codec, NULL);
     if (r < 0) {
         av_reason(r, why, sizeof(why));
         set_err(err, errlen, "cannot open the \"%s\" decoder (%s)", codec->name, why);
@@ -321,8 +408,8 @@ static int open_input(dec_t *d, const char *path, hk_decode_info_t *info, char *
 
 static int decode_all(dec_t *d, char *err, size_t errlen)
 {
-    AVPacket *pkt = av_packet_alloc();
-    AVFrame *fr = av_frame_alloc();
+    AVPacket *pkt = AV(av_packet_alloc)();
+    AVFrame *fr = AV(av_frame_alloc)();
     int rc = 0;
     if (!pkt || !fr) {
         set_err(err, errlen, "out of memory");
@@ -331,14 +418,14 @@ static int decode_all(dec_t *d, char *err, size_t errlen)
     }
     int r;
     char why[128] = "";
-    while ((r = av_read_frame(d->fmt, pkt)) >= 0) {
+    while ((r = AV(av_read_frame)(d->fmt, pkt)) >= 0) {
         if (pkt->stream_index == d->st->index) {
             /* A damaged packet is skipped, as ffmpeg does; the decoder resynchronises. */
-            if (avcodec_send_packet(d->dec, pkt) < 0)
+            if (AV(avcodec_send_packet)(d->dec, pkt) < 0)
                 d->packets_bad++;
             rc = drain_decoder(d, fr);
         }
-        av_packet_unref(pkt);
+        AV(av_packet_unref)(pkt);
         if (rc)
             goto out;
     }
@@ -349,7 +436,7 @@ static int decode_all(dec_t *d, char *err, size_t errlen)
         av_reason(r, why, sizeof(why));
         hk_log_debug("decode", "op=read err=\"%s\"", why);
     }
-    avcodec_send_packet(d->dec, NULL); /* end of stream: the decoder's buffered frames */
+    AV(avcodec_send_packet)(d->dec, NULL); /* end of stream: the decoder's buffered frames */
     if ((rc = drain_decoder(d, fr)) != 0 || (rc = convert(d, NULL)) != 0)
         goto out;
     if (d->frames_ok == 0) {
@@ -372,20 +459,26 @@ out:
         set_err(err, errlen, "out of memory");
     else if (!d->stopped && rc == HK_ESTATE && err && !err[0])
         set_err(err, errlen, "cannot convert the audio to 16 kHz mono");
-    av_packet_free(&pkt);
-    av_frame_free(&fr);
+    AV(av_packet_free)(&pkt);
+    AV(av_frame_free)(&fr);
     return rc;
 }
 
 int hk_audio_decode_file(const char *path, hk_decode_chunk_cb cb, void *user,
                          hk_decode_info_t *info, char *err, size_t errlen)
 {
+    pthread_once(&av_once, av_load);
+    if (av_load_error[0]) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s", av_load_error);
+        return UV_ENOSYS;
+    }
     pthread_once(&log_once, log_setup);
     if (err && errlen)
         err[0] = '\0';
     if (info)
         memset(info, 0, sizeof(*info));
-    dec_t *d = av_mallocz(sizeof(*d));
+    dec_t *d = AV(av_mallocz)(sizeof(*d));
     if (!d) {
         set_err(err, errlen, "out of memory");
         return HK_ENOMEM;
@@ -398,11 +491,11 @@ int hk_audio_decode_file(const char *path, hk_decode_chunk_cb cb, void *user,
         rc = open_input(d, path, info, err, errlen);
     if (rc == 0)
         rc = decode_all(d, err, errlen);
-    swr_free(&d->swr);
-    av_channel_layout_uninit(&d->swr_layout);
-    av_free(d->conv);
-    avcodec_free_context(&d->dec);
-    avformat_close_input(&d->fmt);
-    av_free(d);
+    AV(swr_free)(&d->swr);
+    AV(av_channel_layout_uninit)(&d->swr_layout);
+    AV(av_free)(d->conv);
+    AV(avcodec_free_context)(&d->dec);
+    AV(avformat_close_input)(&d->fmt);
+    AV(av_free)(d);
     return rc;
 }
