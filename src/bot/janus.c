@@ -126,7 +126,8 @@ static int progress_cb(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, cu
 }
 
 /*
- * One request: POST with a JSON body (a transaction is added) or GET when body is NULL. Returns
+ * One request: POST with a JSON body (consumed: the reference is stolen; a transaction is added)
+ * or GET when body is NULL. Returns
  * the parsed answer (new reference) or NULL with err filled.
  */
 static json_t *http_json(CURL *h, const char *url, json_t *body, long timeout_s, atomic_bool *stop,
@@ -152,6 +153,7 @@ static json_t *http_json(CURL *h, const char *url, json_t *body, long timeout_s,
         json_object_set_new(body, "transaction", json_string(tx));
         size_t len;
         payload = hk_json_encode(body, &len);
+        json_decref(body); /* the request body is consumed here, whatever happens */
         if (!payload) {
             snprintf(err, errlen, "out of memory");
             return NULL;
