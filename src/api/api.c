@@ -384,7 +384,12 @@ static bool try_fast(hk_ctx_t *c)
         hk_api_note_token_use(c->app, token_id);
     }
     c->route->fast(c);
-    return c->status != 0;
+    return c->status != 0 || c->loop_fn != NULL;
+}
+
+void hk_api_answered(hk_ctx_t *c)
+{
+    HK_UNUSED(c); /* the request was answered already: finish() only releases the context */
 }
 
 static void work_cb(uv_work_t *w)

@@ -49,9 +49,9 @@ typedef struct hk_app_s {
      * frees with hk_store_free_segments) and *completed with NULL or n flags (caller frees). */
     int (*live_segments)(struct hk_app_s *app, int64_t meeting_id, hk_segment_t **out,
                          bool **completed, size_t *n);
-    hk_bus_t *bus;             /* meeting events → /ws subscribers and ingest sessions */
-    hk_collector_t *collector; /* live transcripts (loop thread; snapshots from any thread) */
-    hk_asr_engine_t *asr;      /* the recogniser pool; NULL when disabled */
+    hk_bus_t *bus;                /* meeting events → /ws subscribers and ingest sessions */
+    hk_collector_t *collector;    /* live transcripts (loop thread; snapshots from any thread) */
+    hk_asr_engine_t *asr;         /* the recogniser pool; NULL when disabled */
     struct hk_bot_runner_s *bots; /* meeting bots (child processes); loop thread + its API */
 } hk_app_t;
 
@@ -96,6 +96,9 @@ typedef struct hk_api_route_s {
      * c->status 0 when it cannot answer. */
     hk_handler_fn fast;
 } hk_api_route_t;
+
+/* A loop_fn for handlers that already answered c->req themselves (e.g. from a cache). */
+void hk_api_answered(hk_ctx_t *c);
 
 /* Registers a table of routes (terminated by a {NULL} entry) with the app's router. */
 int hk_api_register(hk_app_t *app, const hk_api_route_t *routes);

@@ -128,22 +128,20 @@ static size_t resp_index(int64_t user_id, int kind, int64_t a, int64_t b)
     return (size_t)((h >> 32) % HK_RESP_SLOTS);
 }
 
-char *hk_resp_cache_get(hk_resp_cache_t *c, int64_t user_id, int kind, int64_t a, int64_t b,
-                        uint64_t version, size_t *len)
+bool hk_resp_cache_respond(hk_resp_cache_t *c, int64_t user_id, int kind, int64_t a, int64_t b,
+                           uint64_t version, hk_http_req_t *req, const char *content_type)
 {
-    char *copy = NULL;
+    bool hit = false;
     pthread_mutex_lock(&c->mu);
     struct hk_resp_slot_s *s = &c->slots[resp_index(user_id, kind, a, b)];
     if (s->body && s->user_id == user_id && s->kind == kind && s->a == a && s->b == b &&
         s->version == version) {
-        copy = malloc(s->len + 1);
-        if (copy) {
-            memcpy(copy, s->body, s->len + 1);
-            *len = s->len;
-        }
+        /* hk_http_respond copies the bytes into its write buffer: no copy of our own. */
+        hk_http_respond(req, 200, content_type, NULL, s->body, s->len);
+        hit = true;
     }
     pthread_mutex_unlock(&c->mu);
-    return copy;
+    return hit;
 }
 
 void hk_resp_cache_put(hk_resp_cache_t *c, int64_t user_id, int kind, int64_t a, int64_t b,

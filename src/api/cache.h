@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include "core/common.h"
+#include "net/http.h"
 
 typedef struct {
     pthread_mutex_t mu;
@@ -32,9 +33,11 @@ void hk_auth_cache_forget_token(hk_auth_cache_t *c, int64_t token_id);
 /* Response cache keyed by (user, kind, a, b): `kind` names the resource, a/b its parameters. */
 int hk_resp_cache_init(hk_resp_cache_t *c);
 void hk_resp_cache_dispose(hk_resp_cache_t *c);
-/* On a hit with the same version, returns a malloc'd copy of the body and its length. */
-char *hk_resp_cache_get(hk_resp_cache_t *c, int64_t user_id, int kind, int64_t a, int64_t b,
-                        uint64_t version, size_t *len);
+/* On a hit with the same version, answers req with the cached body (200, content_type) and
+ * returns true; req is then released. Loop thread (it responds). */
+bool hk_resp_cache_respond(hk_resp_cache_t *c, int64_t user_id, int kind, int64_t a, int64_t b,
+                           uint64_t version, hk_http_req_t *req, const char *content_type);
+
 /* Stores a copy of body (bodies over 256 KB are not cached). */
 void hk_resp_cache_put(hk_resp_cache_t *c, int64_t user_id, int kind, int64_t a, int64_t b,
                        uint64_t version, const char *body, size_t len);

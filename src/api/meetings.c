@@ -20,11 +20,9 @@ static void list_meetings_fast(hk_ctx_t *c)
     if (list_params(c, &limit, &before))
         return; /* the 422 is the answer */
     uint64_t version = hk_store_meetings_version(c->app->store, c->user_id);
-    size_t len = 0;
-    char *body = hk_resp_cache_get(&c->app->resp_cache, c->user_id, CACHE_MEETINGS_LIST, limit,
-                                   before, version, &len);
-    if (body)
-        hk_api_raw(c, 200, "application/json; charset=utf-8", body, len);
+    if (hk_resp_cache_respond(&c->app->resp_cache, c->user_id, CACHE_MEETINGS_LIST, limit, before,
+                              version, c->req, "application/json; charset=utf-8"))
+        c->loop_fn = hk_api_answered;
 }
 
 static void list_meetings(hk_ctx_t *c)
