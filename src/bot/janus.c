@@ -201,6 +201,17 @@ static json_t *janus_call(CURL *h, const char *url, json_t *body, atomic_bool *s
     return o;
 }
 
+/* A create/attach request: the new session or handle id from {"data":{"id":N}}, or 0 (err). */
+static uint64_t janus_new_id(CURL *h, const char *url, json_t *body, atomic_bool *stop, char *err,
+                             size_t errlen)
+{
+    json_t *o = janus_call(h, url, body, stop, err, errlen);
+    uint64_t id =
+        o ? (uint64_t)json_integer_value(json_object_get(json_object_get(o, "data"), "id")) : 0;
+    json_decref(o);
+    return id;
+}
+
 static json_t *req(const char *janus)
 {
     json_t *o = json_object();
@@ -249,10 +260,7 @@ static void *poll_main(void *arg)
         push_error(j, "%s", "cannot start an HTTP client");
         return NULL;
     }
-    json_t *o = janus_call(h, j->url, req("create"), &j->stop_poll, err, sizeof(err));
-    uint64_t sid =
-        o ? (uint64_t)json_integer_value(json_object_get(json_object_get(o, "data"), "id")) : 0;
-    json_decref(o);
+    uint64_t sid = janus_new_id(h, j->url, req("create"), &j->stop_poll, err, sizeof(err));
     if (!sid) {
         if (!atomic_load(&j->stop_poll))
             push_error(j, "cannot reach Janus: %s", err);
@@ -265,10 +273,7 @@ static void *poll_main(void *arg)
     snprintf(url, sizeof(url), "%s/%llu", j->url, (unsigned long long)sid);
     json_t *at = req("attach");
     json_object_set_new(at, "plugin", json_string("janus.plugin.audiobridge"));
-    o = janus_call(h, url, at, &j->stop_poll, err, sizeof(err));
-    uint64_t hid =
-        o ? (uint64_t)json_integer_value(json_object_get(json_object_get(o, "data"), "id")) : 0;
-    json_decref(o);
+    uint64_t hid = janus_new_id(h, url, at, &j->stop_poll, err, sizeof(err));
     if (!hid) {
         if (!atomic_load(&j->stop_poll))
             push_error(j, "cannot use the AudioBridge plugin: %s", err);
@@ -293,7 +298,7 @@ static void *poll_main(void *arg)
     json_object_set_new(body, "rtp", rtp);
     json_t *msg = req("message");
     json_object_set_new(msg, "body", body);
-    o = janus_call(h, hurl, msg, &j->stop_poll, err, sizeof(err));
+    json_t *o = janus_call(h, hurl, msg, &j->stop_poll, err, sizeof(err));
     json_decref(o);
     if (!o) {
         if (!atomic_load(&j->stop_poll))

@@ -85,8 +85,8 @@ json_t *hk_segment_json(const hk_segment_t *s, bool completed, int64_t t0_ms)
         .speaker = s->speaker,
         .language = s->language,
         .completed = completed,
-        .absolute_start_ms = t0_ms ? t0_ms + (int64_t)llround(s->start * 1000.0) : 0,
-        .absolute_end_ms = t0_ms ? t0_ms + (int64_t)llround(s->end * 1000.0) : 0,
+        .absolute_start_ms = hk_format_absolute_ms(t0_ms, s->start),
+        .absolute_end_ms = hk_format_absolute_ms(t0_ms, s->end),
         .updated_at = s->updated_at,
     };
     return hk_format_segment_json(&v);

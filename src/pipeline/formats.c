@@ -77,7 +77,7 @@ static const hk_segment_view_t **sorted(const hk_transcript_t *t)
 /* ---- merging stored and live segments ---- */
 
 /* Epoch ms of `seconds` into a meeting that started at t0_ms; 0 (null) when it has not. */
-static int64_t absolute_ms(int64_t t0_ms, double seconds)
+int64_t hk_format_absolute_ms(int64_t t0_ms, double seconds)
 {
     if (t0_ms == 0 || !isfinite(seconds) || fabs(seconds) > 1e10)
         return 0;
@@ -94,8 +94,8 @@ static hk_segment_view_t view_of(const hk_segment_t *seg, bool completed, int64_
         .speaker = seg->speaker,
         .language = seg->language,
         .completed = completed,
-        .absolute_start_ms = absolute_ms(t0_ms, seg->start),
-        .absolute_end_ms = absolute_ms(t0_ms, seg->end),
+        .absolute_start_ms = hk_format_absolute_ms(t0_ms, seg->start),
+        .absolute_end_ms = hk_format_absolute_ms(t0_ms, seg->end),
         .updated_at = seg->updated_at,
     };
     return v;

@@ -68,6 +68,10 @@ const char *hk_format_extension(hk_format_t f);
  */
 json_t *hk_format_json(const hk_transcript_t *t);
 
+/* Epoch ms of a point `seconds` into a meeting that started at t0_ms; 0 (unknown) when t0_ms is 0
+ * or the time is not finite. Any thread. */
+int64_t hk_format_absolute_ms(int64_t t0_ms, double seconds);
+
 /* One segment object as in api.md (the same for REST and the live /ws frames). New reference,
  * NULL on allocation failure. Any thread. */
 json_t *hk_format_segment_json(const hk_segment_view_t *v);

@@ -1329,13 +1329,14 @@ static int sq_meeting_find(void *impl, int64_t user_id, const char *platform, co
     return rc;
 }
 
-static int sq_meeting_list(void *impl, int64_t user_id, int limit, int64_t before_id,
-                           hk_meeting_t **out, size_t *n)
+/* One page of a user's rows, newest first: statement `id` takes ?1 user, ?2 "ids below" (none:
+ * INT64_MAX) and ?3 limit; rows are read into an array as fetch_all() does. */
+static int list_page(sqlite_store_t *S, int id, const char *op, int64_t user_id, int64_t before_id,
+                     int limit, size_t size, int (*read)(sqlite3_stmt *, void *),
+                     void (*dispose_all)(void *, size_t), void **out, size_t *n)
 {
-    static const char op[] = "meeting_list";
-    sqlite_store_t *S = impl;
     conn_t *c = acquire(S);
-    sqlite3_stmt *st = stmt(c, ST_MEETING_LIST, op);
+    sqlite3_stmt *st = stmt(c, id, op);
     int rc = HK_ESTORE;
     if (st != NULL) {
         if (!bind_i64(st, 1, user_id) || !bind_i64(st, 2, before_id > 0 ? before_id : INT64_MAX) ||
@@ -1343,12 +1344,18 @@ static int sq_meeting_list(void *impl, int64_t user_id, int limit, int64_t befor
             rc = bind_error(c, op);
             done(st);
         } else {
-            rc = fetch_all(c, st, op, sizeof(hk_meeting_t), read_meeting_v, free_meetings_v,
-                           (void **)out, n);
+            rc = fetch_all(c, st, op, size, read, dispose_all, out, n);
         }
     }
     release(S, c);
     return rc;
+}
+
+static int sq_meeting_list(void *impl, int64_t user_id, int limit, int64_t before_id,
+                           hk_meeting_t **out, size_t *n)
+{
+    return list_page(impl, ST_MEETING_LIST, "meeting_list", user_id, before_id, limit,
+                     sizeof(hk_meeting_t), read_meeting_v, free_meetings_v, (void **)out, n);
 }
 
 static int sq_meeting_list_active(void *impl, int64_t user_id, hk_meeting_t **out, size_t *n)
@@ -1803,23 +1810,8 @@ static int sq_webhook_delete(void *impl, int64_t user_id)
 static int sq_delivery_list(void *impl, int64_t user_id, int limit, int64_t before_id,
                             hk_delivery_t **out, size_t *n)
 {
-    static const char op[] = "delivery_list";
-    sqlite_store_t *S = impl;
-    conn_t *c = acquire(S);
-    sqlite3_stmt *st = stmt(c, ST_DLV_LIST, op);
-    int rc = HK_ESTORE;
-    if (st != NULL) {
-        if (!bind_i64(st, 1, user_id) || !bind_i64(st, 2, before_id > 0 ? before_id : INT64_MAX) ||
-            !bind_i64(st, 3, limit)) {
-            rc = bind_error(c, op);
-            done(st);
-        } else {
-            rc = fetch_all(c, st, op, sizeof(hk_delivery_t), read_delivery_v, free_deliveries_v,
-                           (void **)out, n);
-        }
-    }
-    release(S, c);
-    return rc;
+    return list_page(impl, ST_DLV_LIST, "delivery_list", user_id, before_id, limit,
+                     sizeof(hk_delivery_t), read_delivery_v, free_deliveries_v, (void **)out, n);
 }
 
 static int sq_delivery_redeliver(void *impl, int64_t user_id, int64_t id, hk_delivery_t *out)
