@@ -650,11 +650,16 @@ size_t hk_ingest_send_command(int64_t meeting_id, const char *json, size_t len, 
     return n;
 }
 
+/* The seq of an external segment identified by its start as sent; UINT32_MAX when the session
+ * has more distinct segments than max_session_segments (the table grows with client input) or
+ * memory runs out. Searched newest first: a growing segment is almost always the latest. */
 static uint32_t ext_seq(ingest_t *in, double start)
 {
-    for (size_t i = 0; i < in->next_ext; i++)
+    for (size_t i = in->next_ext; i-- > 0;)
         if (in->ext[i].start == start)
             return in->ext[i].seq;
+    if (in->next_ext >= (size_t)in->app->cfg->max_session_segments)
+        return UINT32_MAX;
     if (in->next_ext == in->ext_cap) {
         size_t ncap = in->ext_cap ? in->ext_cap * 2 : 64;
         ext_key_t *p = realloc(in->ext, ncap * sizeof(*p));
@@ -703,7 +708,7 @@ static void on_segments(ingest_t *in, json_t *arr)
         uint32_t seq = ext_seq(in, json_number_value(st));
         if (seq == UINT32_MAX) {
             free(u);
-            fail(in, HK_WS_CLOSE_INTERNAL, "out of memory");
+            fail(in, HK_WS_CLOSE_POLICY, "too many segments in one session");
             return;
         }
         u[i] = (hk_seg_update_t){

@@ -26,15 +26,16 @@ typedef struct {
     int max_meeting_duration_s;
     char *token_secret; /* meeting-token signing secret; "" = generated in data_dir */
     /* live pipeline */
-    char *asr;                  /* "pocketsphinx" or "none" */
-    int asr_pool_size;          /* decoders; 0 = number of cores */
-    int asr_max_sessions;       /* open recognition sessions; 0 = 8 per decoder */
+    char *asr;            /* "pocketsphinx" or "none" */
+    int asr_pool_size;    /* decoders; 0 = number of cores */
+    int asr_max_sessions; /* open recognition sessions; 0 = 8 per decoder */
     int asr_partial_interval_ms;
     int asr_max_utterance_s;
     int stream_idle_timeout_ms; /* a stream meeting completes this long after its last session */
     size_t max_ws_message_bytes;
     size_t max_ws_queue_bytes;
     int ws_ping_interval_ms;
+    int max_session_segments; /* distinct external segments one audio session may send */
     /* bots */
     int max_bots;           /* bot processes on this node at most */
     int bot_leave_grace_ms; /* a bot told to leave is killed after this long */

@@ -331,3 +331,56 @@ def test_wait_when_recogniser_is_full(make_server):
         await asyncio.wait_for(third.wait_closed(), 20)
 
     run(scenario())
+
+
+@pytest.mark.parametrize("frame,want", [
+    ({"type": "speaker_activity", "payload": {"event_type": "SPEAKER_START"}}, "speaker_activity"),
+    ({"type": "speaker_activity", "payload": {"event_type": "WAVE", "participant_name": "A",
+                                              "relative_client_timestamp_ms": 1}},
+     "speaker_activity"),
+    ({"type": "segments", "segments": "nope"}, "segments"),
+    ({"type": "segments", "segments": [{"start": 2, "end": 1, "text": "x"}]}, "segment"),
+    ({"type": "segments", "segments": [{"start": 0, "end": 1}]}, "segment"),
+    ({"type": "segments", "segments": [{"start": 0, "end": 1, "text": "x", "speaker": 5}]},
+     "segment"),
+    ({"type": "session_control", "payload": {"event": "DANCE"}}, "session_control"),
+])
+def test_malformed_session_messages_end_only_that_session(make_server, frame, want):
+    server = make_server(args=FAST)
+    _, token = server.new_user()
+    m = start_meeting(server, token, uniq())
+
+    async def scenario():
+        keep, _ = await open_ingest(m["ingest_url"], m["meeting_token"], uid="keeper")
+        ws, _ = await open_ingest(m["ingest_url"], m["meeting_token"], uid="bad")
+        await ws.send(json.dumps(frame))
+        err = await expect_error_and_close(ws, want)
+        assert err["uid"] == "bad"
+        await keep.send(json.dumps({"type": "segments", "segments": [
+            {"start": 0, "end": 1, "text": "fine", "completed": True}]}))
+        await keep.send(b"END_OF_AUDIO")
+        await asyncio.wait_for(keep.wait_closed(), 10)
+
+    run(scenario())
+    t = wait_for(lambda: (lambda j: j if j["segments"] else None)(
+        transcript(server, token, m["native_meeting_id"])), what="stored segment")
+    assert [s["text"] for s in t["segments"]] == ["fine"]
+
+
+def test_external_segment_table_is_capped(make_server):
+    server = make_server(args=FAST + ["--max-session-segments", "5"])
+    _, token = server.new_user()
+    m = start_meeting(server, token, uniq())
+
+    async def scenario():
+        ws, _ = await open_ingest(m["ingest_url"], m["meeting_token"])
+        # Updating the same five segments (same starts) again is fine...
+        for _ in range(2):
+            await ws.send(json.dumps({"type": "segments", "segments": [
+                {"start": i, "end": i + 0.5, "text": "s%d" % i} for i in range(5)]}))
+        # ...a sixth distinct one ends the session.
+        await ws.send(json.dumps({"type": "segments", "segments": [
+            {"start": 9, "end": 9.5, "text": "one too many"}]}))
+        await expect_error_and_close(ws, "too many segments")
+
+    run(scenario())
