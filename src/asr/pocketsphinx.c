@@ -370,7 +370,11 @@ static void end_utterance(worker_t *w, hk_asr_session_t *s, bool forced)
     bool oom = !words || !buf || !offs;
     logmath_t *lmath = ps_get_logmath(w->ps);
     uint64_t lo = d->last_end;
-    for (ps_seg_t *it = oom ? NULL : ps_seg_iter(w->ps); it; it = ps_seg_next(it)) {
+    /* An utterance of a frame or so (opened just before a pause, a finish or a move) has no
+     * words, and PocketSphinx's lattice search logs an error for it ("Couldn't find <s> in first
+     * frame"): skip it. */
+    bool empty = ps_get_n_frames(w->ps) < 2;
+    for (ps_seg_t *it = oom || empty ? NULL : ps_seg_iter(w->ps); it; it = ps_seg_next(it)) {
         const char *wd = ps_seg_word(it);
         if (!wd || is_filler(wd))
             continue;
@@ -573,8 +577,10 @@ static void save_cmn(worker_t *w, hk_asr_session_t *s)
 static int load(worker_t *w)
 {
     hk_asr_engine_t *e = w->e;
-    w->config =
-        cmd_ln_init(NULL, ps_args(), TRUE, "-hmm", e->hmm, "-lm", e->lm, "-dict", e->dict, NULL);
+    char post[16]; /* -vad_postspeech counts 10 ms frames */
+    snprintf(post, sizeof post, "%u", e->cfg.endpoint_ms / 10);
+    w->config = cmd_ln_init(NULL, ps_args(), TRUE, "-hmm", e->hmm, "-lm", e->lm, "-dict", e->dict,
+                            "-vad_postspeech", post, NULL);
     if (!w->config)
         return HK_EINVAL;
     w->ps = ps_init(w->config);
@@ -803,6 +809,8 @@ int hk_asr_engine_new(uv_loop_t *loop, const hk_asr_config_t *cfg, hk_asr_engine
         c.max_utterance_s = 20;
     if (c.partial_interval_ms == 0)
         c.partial_interval_ms = 250;
+    if (c.endpoint_ms == 0)
+        c.endpoint_ms = 300;
     if (c.session_queue_max_s == 0)
         c.session_queue_max_s = 30;
     if (c.queue_max_s == 0)
@@ -810,6 +818,7 @@ int hk_asr_engine_new(uv_loop_t *loop, const hk_asr_config_t *cfg, hk_asr_engine
     if (c.max_sessions == 0)
         c.max_sessions = c.pool_size * 8;
     if (c.pool_size > 256 || c.max_utterance_s < 1 || c.max_utterance_s > 600 ||
+        c.endpoint_ms < 20 || c.endpoint_ms > 10000 ||
         c.partial_interval_ms > 60000 || c.session_queue_max_s > 3600 || c.queue_max_s > 36000)
         return HK_EINVAL;
 

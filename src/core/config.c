@@ -64,6 +64,8 @@ static const opt_t opts[] = {
      "audio sessions recognised at once; beyond it clients get WAIT (0 = 8 per decoder)"},
     {"asr_partial_interval_ms", T_INT, OFF(asr_partial_interval_ms), "250", 50, 5000, false,
      "partial results at most this often"},
+    {"asr_endpoint_ms", T_INT, OFF(asr_endpoint_ms), "300", 100, 3000, false,
+     "silence after speech that ends an utterance (its segment completes then)"},
     {"asr_max_utterance_s", T_INT, OFF(asr_max_utterance_s), "20", 2, 120, false,
      "an utterance is cut after this long even without a pause"},
     {"stream_idle_timeout_ms", T_INT, OFF(stream_idle_timeout_ms), "60000", 0, 86400000, false,
