@@ -815,6 +815,24 @@ int hk_ws_send_shared(hk_ws_t *ws, hk_ws_msg_t *msg)
         slow_consumer(ws);
         return HK_ELIMIT;
     }
+    if (!ws->writing && !ws->head) {
+        /* Nothing queued: hand the frame to the kernel now. Whatever it takes needs no queue
+         * item, write request or callback; a remainder is queued as our own bytes. */
+        uv_buf_t b = uv_buf_init((char *)msg->frame, (unsigned)msg->frame_len);
+        int n = uv_try_write((uv_stream_t *)ws->tcp, &b, 1);
+        if (n == (int)msg->frame_len)
+            return 0;
+        if (n > 0) {
+            int rc = append_owned(ws, msg->frame + n, msg->frame_len - (size_t)n);
+            if (rc) { /* the frame is cut: the stream cannot go on */
+                close_handles(ws);
+                return rc;
+            }
+            kick_write(ws);
+            return 0;
+        }
+        /* UV_EAGAIN, or an error the queued write will report */
+    }
     struct item *it = malloc(sizeof(*it));
     if (!it)
         return HK_ENOMEM;
