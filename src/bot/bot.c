@@ -59,7 +59,7 @@ typedef struct {
     hk_janus_t *janus;
     bool ending, final_sent, done;
     char final_status[16], final_reason[256];
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
     int signals;
     int exit_code;
 } bot_t;
@@ -276,6 +276,8 @@ static void tcp_closed_cb(uv_handle_t *h)
     if (b->server_refused) {
         if (!b->ending)
             leave_meeting(b, "stopped");
+        else
+            finish(b, 1); /* already out of the room; nobody will take the final status */
         return;
     }
     uint64_t delay = b->reconnect_now ? 0 : (uint64_t)b->backoff_ms;
@@ -541,6 +543,7 @@ static void finish(bot_t *b, int code)
     uv_close((uv_handle_t *)&b->exit_timer, closed_noop);
     uv_close((uv_handle_t *)&b->sigterm, closed_noop);
     uv_close((uv_handle_t *)&b->sigint, closed_noop);
+    uv_close((uv_handle_t *)&b->sighup, closed_noop);
     if (b->tcp_open) {
         b->tcp_open = false;
         uv_close((uv_handle_t *)&b->tcp, tcp_closed_cb);
@@ -553,6 +556,15 @@ static void signal_cb(uv_signal_t *s, int signum)
 {
     bot_t *b = s->data;
     hk_log_info("bot", "op=signal signal=%d", signum);
+    if (signum == SIGHUP) {
+        /* The server died (parent-death signal). The kernel may send it once per thread of the
+         * server as they exit, so it only ever means "leave". */
+        if (b->janus)
+            leave_meeting(b, "stopped");
+        else
+            finish(b, 1);
+        return;
+    }
     if (++b->signals > 1 || !b->janus) {
         finish(b, 1);
         return;
@@ -682,8 +694,9 @@ int hk_bot_main(int argc, char **argv)
     }
     hk_log_init(HK_LOG_INFO, stderr);
     signal(SIGPIPE, SIG_IGN);
-    /* A bot never outlives its server: it leaves its meeting when the server goes away. */
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    /* A bot never outlives its server: it leaves its meeting when the server goes away. Not
+     * SIGTERM, whose second delivery means "exit now": this one can come more than once. */
+    prctl(PR_SET_PDEATHSIG, SIGHUP);
     bot_t *b = calloc(1, sizeof(*b));
     if (!b)
         return 1;
@@ -703,9 +716,11 @@ int hk_bot_main(int argc, char **argv)
     b->retry_timer.data = b->exit_timer.data = b;
     uv_signal_init(b->loop, &b->sigterm);
     uv_signal_init(b->loop, &b->sigint);
-    b->sigterm.data = b->sigint.data = b;
+    uv_signal_init(b->loop, &b->sighup);
+    b->sigterm.data = b->sigint.data = b->sighup.data = b;
     uv_signal_start(&b->sigterm, signal_cb, SIGTERM);
     uv_signal_start(&b->sigint, signal_cb, SIGINT);
+    uv_signal_start(&b->sighup, signal_cb, SIGHUP);
     hk_log_info("bot", "op=start meeting_id=%lld platform=%s room=%s ingest=%s", b->meeting_id,
                 b->platform, b->room, b->ingest_url);
     send_status(b, "joining", NULL);

@@ -66,7 +66,7 @@ struct hk_janus_s {
     uv_udp_t udp;
     uv_timer_t send_timer, alone_timer, max_timer, keepalive_timer;
     int open_handles;
-    bool joined, leaving, ended, freed; /* freed: hk_janus_free was called */
+    bool joined, leaving, ended, freed, closed; /* freed: hk_janus_free was called */
     char leave_status[16], leave_reason[256];
     struct sockaddr_storage dest;
     bool have_dest;
@@ -672,13 +672,21 @@ static void ka_work_cb(uv_work_t *w)
 
 static void close_all(hk_janus_t *j);
 
+/* After hk_janus_free: closes the handles once no work item uses the struct any more. */
+static void maybe_close(hk_janus_t *j)
+{
+    if (j->freed && !j->closed && !j->ka_busy && (!j->leaving || j->ended)) {
+        j->closed = true;
+        close_all(j);
+    }
+}
+
 static void ka_after_cb(uv_work_t *w, int status)
 {
     HK_UNUSED(status);
     hk_janus_t *j = w->data;
     j->ka_busy = false;
-    if (j->freed)
-        close_all(j); /* hk_janus_free waited for this work */
+    maybe_close(j); /* hk_janus_free may have waited for this work */
 }
 
 static void keepalive_timer_cb(uv_timer_t *t)
@@ -728,6 +736,10 @@ static void leave_after_cb(uv_work_t *w, int status)
     HK_UNUSED(status);
     hk_janus_t *j = w->data;
     j->ended = true;
+    if (j->freed) { /* freed while leaving: nobody to tell */
+        maybe_close(j);
+        return;
+    }
     if (j->cb.ended_cb)
         j->cb.ended_cb(j->data, j->leave_status[0] ? j->leave_status : "completed",
                        j->leave_reason);
@@ -921,8 +933,14 @@ void hk_janus_free(hk_janus_t *j)
     if (!j || j->freed)
         return;
     j->freed = true;
-    if (!j->ka_busy)
-        close_all(j);
+    if (!j->leaving && j->poll_started) {
+        /* Freed without leaving (the process is going away at once): the poll thread uses the
+         * struct, so it stops first; its transfer aborts within about a second. */
+        atomic_store(&j->stop_poll, true);
+        pthread_join(j->poll_thread, NULL);
+        j->poll_started = false;
+    }
+    maybe_close(j); /* else when the keepalive or the leave sequence is done */
 }
 
 static void close_all(hk_janus_t *j)

@@ -40,8 +40,10 @@ int hk_janus_start(uv_loop_t *loop, const hk_janus_config_t *cfg, const hk_janus
  * Loop thread. */
 void hk_janus_leave(hk_janus_t *j, const char *reason);
 
-/* Frees it after ended_cb (handles closed on the loop; run the loop once more). NULL is a
- * no-op. Loop thread. */
+/* Frees it (handles closed on the loop; run the loop once more). Normally called after
+ * ended_cb; called earlier, it does not leave the room: a leave in progress still runs to its
+ * end (ended_cb is then not called), otherwise the event thread is stopped first (this blocks
+ * for up to about a second). NULL is a no-op. Loop thread. */
 void hk_janus_free(hk_janus_t *j);
 
 #endif

@@ -163,12 +163,38 @@ static void close_all(bot_t *b)
 
 /* ---- the final status (worker thread) ---- */
 
+/* Keeps how the process ended in data.bot_exit (a crash, or a kill after the grace period),
+ * unless the meeting is already over. Worker thread. */
+static void record_exit(bot_t *b)
+{
+    hk_store_t *st = b->r->store;
+    hk_meeting_t m;
+    if (hk_store_meeting_get(st, -1, b->meeting_id, &m) != 0)
+        return;
+    if (!hk_meeting_status_terminal(m.status)) {
+        json_t *data = json_is_object(m.data) ? json_deep_copy(m.data) : json_object();
+        json_t *ex = json_object();
+        json_object_set_new(ex, "exit_status", json_integer(b->exit_status));
+        json_object_set_new(ex, "term_signal", json_integer(b->term_signal));
+        if (b->killed)
+            json_object_set_new(ex, "killed_after_grace_ms",
+                                json_integer(b->r->cfg->bot_leave_grace_ms));
+        json_object_set_new(data, "bot_exit", ex);
+        hk_store_meeting_set_data(st, b->meeting_id, data, NULL);
+        json_decref(data);
+    }
+    hk_meeting_dispose(&m);
+}
+
 static void exit_work_cb(uv_work_t *w)
 {
     bot_t *b = w->data;
     hk_store_t *st = b->r->store;
     hk_meeting_t m;
     int rc;
+    bool crashed = !b->final_status[0] && !b->stop_requested;
+    if (b->killed || crashed)
+        record_exit(b);
     if (b->final_status[0]) {
         rc =
             hk_lifecycle_transition(st, b->meeting_id, b->final_status,
@@ -179,19 +205,7 @@ static void exit_work_cb(uv_work_t *w)
         rc = hk_lifecycle_transition(st, b->meeting_id, "completed", "stopped", HK_SOURCE_SYSTEM,
                                      &m);
     } else {
-        /* Died on its own: keep the exit status beside the reason. */
-        if (hk_store_meeting_get(st, -1, b->meeting_id, &m) == 0) {
-            if (!hk_meeting_status_terminal(m.status)) {
-                json_t *data = json_is_object(m.data) ? json_deep_copy(m.data) : json_object();
-                json_t *ex = json_object();
-                json_object_set_new(ex, "exit_status", json_integer(b->exit_status));
-                json_object_set_new(ex, "term_signal", json_integer(b->term_signal));
-                json_object_set_new(data, "bot_exit", ex);
-                hk_store_meeting_set_data(st, b->meeting_id, data, NULL);
-                json_decref(data);
-            }
-            hk_meeting_dispose(&m);
-        }
+        /* Died on its own (its exit status is kept beside the reason). */
         rc = hk_lifecycle_transition(st, b->meeting_id, "failed", "bot_crashed", HK_SOURCE_SYSTEM,
                                      &m);
     }
