@@ -247,12 +247,13 @@ def test_bot_reconnects_with_backoff_and_keeps_the_timeline(make_server, janus, 
     assert 0.9 <= gaps[0] < 3 and 1.9 <= gaps[1] < 5 and 3.9 <= gaps[2] < 8, gaps
     assert pid_alive(pid)  # the same process, still in the room
     assert BOT_NAME in room_displays(janus)
-    assert "op=reconnect" in server.log()
+    wait_for(lambda: "op=reconnect" in server.log(), 5, "the bot's reconnect log line")
 
     # Same meeting, still active, on one timeline: the new session starts where the wall clock
     # is, not at 0, and what is said now is transcribed after what was said before.
     (s1, off1), (s2, off2) = ready_sessions(server, mid)
-    assert s2 != s1 and off1 == 0 and off2 > before[-1]["end"], (off1, off2, before)
+    last_end = max(s["end"] for s in before)
+    assert s2 != s1 and off1 < 1 and off2 > last_end, (off1, off2, before)
     m = meeting_of(server, token, mid)
     assert m["status"] == "active", m
     assert [t["to"] for t in m["data"]["status_transition"]][-1] == "active", m
@@ -263,8 +264,9 @@ def test_bot_reconnects_with_backoff_and_keeps_the_timeline(make_server, janus, 
                          "a transcribed segment after the reconnect")
     finally:
         sp.close()
-    assert min(s["start"] for s in after) > max(s["end"] for s in before), (before, after)
-    assert all(s["absolute_start_time"] > before[-1]["absolute_end_time"] for s in after)
+    assert min(s["start"] for s in after) > last_end, (before, after)
+    last_abs = max(s["absolute_end_time"] for s in before)  # ISO 8601 UTC: compares as text
+    assert all(s["absolute_start_time"] > last_abs for s in after), (before, after)
     kept = {s["segment_id"]: s["text"] for s in segments(server, token)}
     assert all(kept.get(s["segment_id"]) == s["text"] for s in before if s["completed"])
 
@@ -273,7 +275,7 @@ def test_bot_reconnects_with_backoff_and_keeps_the_timeline(make_server, janus, 
     assert r.status_code == 202, r.text
     m = wait_for(lambda: ended(server, token, mid), 20, "the meeting to end")
     assert m["status"] == "completed" and m["data"]["completion_reason"] == "stopped", m
-    assert "op=leave via=command" in server.log()
+    wait_for(lambda: "op=leave via=command" in server.log(), 5, "leave sent as a command")
     wait_for(lambda: not pid_alive(pid), 10, "the bot to exit")
 
 
@@ -296,8 +298,7 @@ def test_server_killed_under_a_bot(make_server, janus, proxy):
     assert BOT_NAME not in room_displays(janus)
     # It did come back through the proxy and was turned away; nothing changed the meeting.
     assert len(proxy.forwarded()) > n
-    assert "invalid token: meeting is failed" in server.log() or \
-        "meeting is failed" in server.log(), server.log()[-3000:]
+    wait_for(lambda: "invalid token: meeting is failed" in server.log(), 5, "the refusal")
     m = meeting_of(server, token, mid)
     assert m["data"]["status_transition"][-1]["reason"] == "server_restarted", m
     r = server.request("GET", "/bots/status", headers=uh(token))
@@ -365,7 +366,7 @@ def test_bot_ignoring_leave_is_killed_after_grace(make_server, janus):
                                      "killed_after_grace_ms": grace_ms}, m["data"]
     tr = [(t["to"], t["source"]) for t in m["data"]["status_transition"]]
     assert tr[-2:] == [("stopping", "user"), ("completed", "system")], tr
-    assert "op=kill" in server.log()
+    wait_for(lambda: "op=kill" in server.log(), 5, "the kill log line")
     r = server.request("GET", "/bots/status", headers=uh(token))
     assert not [b for b in r.json()["running_bots"] if b["meeting_id"] == mid]
 
@@ -389,7 +390,7 @@ def test_room_destroyed_under_the_bot(make_server, janus):
     wait_for(lambda: not pid_alive(pid), 10, "the bot to exit")
     r = server.request("GET", "/bots/status", headers=uh(token))
     assert not [b for b in r.json()["running_bots"] if b["meeting_id"] == mid]
-    assert "op=exit code=0" in server.log()
+    wait_for(lambda: "op=exit code=0" in server.log(), 5, "the bot's clean exit")
 
 
 # -- per-user limit ----------------------------------------------------------------------------
