@@ -28,6 +28,10 @@ WEB      := $(sort $(wildcard web/*))
 OBJ      += $(BUILD)/obj/gen/web_assets.o
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+# The other files in tests/unit/ are helpers shared by the tests (testnet.c), linked from an archive.
+UNIT_OBJ := $(patsubst tests/unit/%.c,$(BUILD)/unit/%.o,\
+                $(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c)))
+UNIT_LIB := $(BUILD)/unit/libunit.a
 BIN      := $(if $(filter build,$(BUILD)),hark,$(BUILD)/hark)
 
 .PHONY: all setup test unit api serve bench sanitize clean format
@@ -53,9 +57,16 @@ $(BUILD)/libhark.a: $(OBJ)
 $(BIN): $(BUILD)/obj/main.o $(BUILD)/libhark.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhark.a
+$(BUILD)/unit/%.o: tests/unit/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libhark.a $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(UNIT_LIB): $(UNIT_OBJ)
+	$(AR) rcs $@ $^
+
+$(BUILD)/tests/%: tests/unit/%.c $(UNIT_LIB) $(BUILD)/libhark.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(UNIT_LIB) $(BUILD)/libhark.a $(LDLIBS) -lcmocka
 
 setup:
 	@scripts/setup
@@ -93,4 +104,4 @@ format:
 clean:
 	rm -rf build build-san hark
 
--include $(OBJ:.o=.d) $(BUILD)/obj/main.d
+-include $(OBJ:.o=.d) $(BUILD)/obj/main.d $(UNIT_OBJ:.o=.d) $(UNIT_BIN:=.d)

@@ -5,11 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -17,11 +13,11 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
 #include "net/http.h"
+#include "testnet.h"
 
 #define IO_TIMEOUT_MS 3000
 
@@ -29,15 +25,13 @@
 
 typedef struct {
     hk_http_config_t cfg;
-    uv_loop_t loop;
+    tn_loop_t lt;
     uv_async_t stop;
     hk_http_server_t *srv;
-    pthread_t thread;
     bool started, joined;
     int port;
     atomic_int dispatched; /* requests handed to on_request; polled by the client side */
     /* written by the loop thread, read after join */
-    int loop_close_rc;
     bool done;
     int requests, responses, last_status;
     size_t last_bytes;
@@ -89,7 +83,7 @@ static void on_request(hk_http_req_t *req, void *data)
         held_t *h = malloc(sizeof(*h));
         assert_non_null(h);
         h->req = req;
-        uv_timer_init(&f->loop, &h->t);
+        uv_timer_init(&f->lt.loop, &h->t);
         uv_timer_start(&h->t, held_fire, (uint64_t)delay, 0);
     } else if (strcmp(req->path, "/ws") == 0) {
         uv_tcp_t *tcp = NULL;
@@ -161,26 +155,9 @@ static void stop_cb(uv_async_t *a)
     hk_http_server_shutdown(f->srv, done_cb, f);
 }
 
-static void *loop_main(void *arg)
-{
-    fixture_t *f = arg;
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    f->loop_close_rc = uv_loop_close(&f->loop);
-    return NULL;
-}
-
 static void default_config(fixture_t *f)
 {
-    memset(&f->cfg, 0, sizeof(f->cfg));
-    f->cfg.bind = "127.0.0.1";
-    f->cfg.port = 0;
-    f->cfg.backlog = 64;
-    f->cfg.max_header_bytes = 4096;
-    f->cfg.max_body_bytes = 4096;
-    f->cfg.max_connections = 100;
-    f->cfg.idle_timeout_ms = 10000;
-    f->cfg.header_timeout_ms = 10000;
-    f->cfg.body_timeout_ms = 10000;
+    tn_http_config(&f->cfg);
     f->cfg.on_request = on_request;
     f->cfg.on_response = on_response;
     f->cfg.data = f;
@@ -188,22 +165,20 @@ static void default_config(fixture_t *f)
 
 static void fixture_start(fixture_t *f)
 {
-    assert_int_equal(uv_loop_init(&f->loop), 0);
-    assert_int_equal(hk_http_server_new(&f->loop, &f->cfg, &f->srv), 0);
+    assert_int_equal(uv_loop_init(&f->lt.loop), 0);
+    assert_int_equal(hk_http_server_new(&f->lt.loop, &f->cfg, &f->srv), 0);
     f->port = hk_http_server_port(f->srv);
     assert_true(f->port > 0);
-    assert_int_equal(uv_async_init(&f->loop, &f->stop, stop_cb), 0);
+    assert_int_equal(uv_async_init(&f->lt.loop, &f->stop, stop_cb), 0);
     f->stop.data = f;
-    assert_int_equal(pthread_create(&f->thread, NULL, loop_main, f), 0);
+    tn_loop_start(&f->lt);
     f->started = true;
 }
 
 /* Waits until the server has dispatched n requests in total. */
 static void wait_dispatched(fixture_t *f, int n)
 {
-    for (int i = 0; i < 500 && atomic_load(&f->dispatched) < n; i++)
-        usleep(10 * 1000);
-    assert_true(atomic_load(&f->dispatched) >= n);
+    assert_true(tn_wait_atomic(&f->dispatched, n, 5000));
 }
 
 static void fixture_request_stop(fixture_t *f)
@@ -214,14 +189,7 @@ static void fixture_request_stop(fixture_t *f)
 /* Waits for the loop thread to finish (shutdown completed, every handle closed). */
 static void fixture_join(fixture_t *f)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += 10;
-    int rc = pthread_timedjoin_np(f->thread, NULL, &ts);
-    if (rc != 0) {
-        fprintf(stderr, "loop thread did not finish: shutdown hangs\n");
-        abort(); /* cannot recover a running loop thread */
-    }
+    tn_loop_join(&f->lt);
     f->joined = true;
     hk_http_server_free(f->srv);
     f->srv = NULL;
@@ -249,12 +217,6 @@ static int teardown(void **state)
 /* ---- client side (the test thread) ------------------------------------------------------ */
 
 typedef struct {
-    int fd;
-    size_t len;
-    char buf[1 << 20];
-} client_t;
-
-typedef struct {
     int status;
     char head[8192];
     char body[400000];
@@ -262,87 +224,6 @@ typedef struct {
 } resp_t;
 
 static resp_t resp_storage;
-
-static client_t *cl_open(int port)
-{
-    client_t *c = malloc(sizeof(*c));
-    assert_non_null(c);
-    c->len = 0;
-    c->fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(c->fd >= 0);
-    struct sockaddr_in sin;
-    memset(&sin, 0, sizeof(sin));
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons((uint16_t)port);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(c->fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-    return c;
-}
-
-/* A client whose receive window stays small, so the server's writes back up. */
-static client_t *cl_open_small(int port, int rcvbuf)
-{
-    client_t *c = malloc(sizeof(*c));
-    assert_non_null(c);
-    c->len = 0;
-    c->fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(c->fd >= 0);
-    assert_int_equal(setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)), 0);
-    struct sockaddr_in sin;
-    memset(&sin, 0, sizeof(sin));
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons((uint16_t)port);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(c->fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-    return c;
-}
-
-static void cl_close(client_t *c)
-{
-    close(c->fd);
-    free(c);
-}
-
-static void cl_send_n(client_t *c, const char *s, size_t n)
-{
-    while (n) {
-        ssize_t w = send(c->fd, s, n, MSG_NOSIGNAL);
-        assert_true(w > 0);
-        s += w;
-        n -= (size_t)w;
-    }
-}
-
-static void cl_send(client_t *c, const char *s)
-{
-    cl_send_n(c, s, strlen(s));
-}
-
-/* Reads more bytes: 1 got some, 0 timeout, -1 EOF, -2 error (reset). */
-static int cl_more(client_t *c, int timeout_ms)
-{
-    struct pollfd p = {.fd = c->fd, .events = POLLIN};
-    int r = poll(&p, 1, timeout_ms);
-    if (r == 0)
-        return 0;
-    if (c->len == sizeof(c->buf))
-        return -2;
-    ssize_t n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
-    if (n == 0)
-        return -1;
-    if (n < 0)
-        return -2;
-    c->len += (size_t)n;
-    return 1;
-}
-
-static const char *find_crlf2(const char *s, size_t n)
-{
-    for (size_t i = 0; i + 3 < n; i++)
-        if (s[i] == '\r' && s[i + 1] == '\n' && s[i + 2] == '\r' && s[i + 3] == '\n')
-            return s + i;
-    return NULL;
-}
 
 static bool header_get(const resp_t *r, const char *name, char *out, size_t outlen)
 {
@@ -368,16 +249,14 @@ static bool header_get(const resp_t *r, const char *name, char *out, size_t outl
 }
 
 /* Reads one response; for HEAD requests pass head=true (no body follows). 0 or -1. */
-static int cl_response(client_t *c, resp_t *r, bool head)
+static int cl_response(tn_client_t *c, resp_t *r, bool head)
 {
     memset(r->head, 0, sizeof(r->head));
     r->body_len = 0;
     r->status = 0;
-    const char *end;
-    while (!(end = find_crlf2(c->buf, c->len)))
-        if (cl_more(c, IO_TIMEOUT_MS) <= 0)
-            return -1;
-    size_t hlen = (size_t)(end - c->buf) + 4;
+    size_t hlen = tn_head_len(c, IO_TIMEOUT_MS);
+    if (hlen == 0)
+        return -1;
     if (hlen >= sizeof(r->head))
         return -1;
     memcpy(r->head, c->buf, hlen);
@@ -391,26 +270,23 @@ static int cl_response(client_t *c, resp_t *r, bool head)
     if (blen >= sizeof(r->body))
         return -1;
     while (c->len < hlen + blen)
-        if (cl_more(c, IO_TIMEOUT_MS) <= 0)
+        if (tn_more(c, IO_TIMEOUT_MS) <= 0)
             return -1;
     memcpy(r->body, c->buf + hlen, blen);
     r->body[blen] = '\0';
     r->body_len = blen;
-    memmove(c->buf, c->buf + hlen + blen, c->len - hlen - blen);
-    c->len -= hlen + blen;
+    tn_consume(c, hlen + blen);
     return 0;
 }
 
 /* Reads a response head, then streams over a /big body checking its pattern. Returns the number
  * of body bytes seen (less than announced when the connection ends early). */
-static size_t cl_big_response(client_t *c, size_t *announced)
+static size_t cl_big_response(tn_client_t *c, size_t *announced)
 {
-    const char *end;
     *announced = 0;
-    while (!(end = find_crlf2(c->buf, c->len)))
-        if (cl_more(c, IO_TIMEOUT_MS) <= 0)
-            return 0;
-    size_t hlen = (size_t)(end - c->buf) + 4;
+    size_t hlen = tn_head_len(c, IO_TIMEOUT_MS);
+    if (hlen == 0)
+        return 0;
     resp_t *r = &resp_storage;
     memcpy(r->head, c->buf, hlen);
     r->head[hlen] = '\0';
@@ -418,29 +294,27 @@ static size_t cl_big_response(client_t *c, size_t *announced)
     if (!header_get(r, "content-length", cl, sizeof(cl)))
         return 0;
     *announced = (size_t)strtoul(cl, NULL, 10);
-    memmove(c->buf, c->buf + hlen, c->len - hlen);
-    c->len -= hlen;
+    tn_consume(c, hlen);
     size_t seen = 0;
     while (seen < *announced) {
-        if (c->len == 0 && cl_more(c, IO_TIMEOUT_MS) <= 0)
+        if (c->len == 0 && tn_more(c, IO_TIMEOUT_MS) <= 0)
             break;
         size_t take = c->len < *announced - seen ? c->len : *announced - seen;
         for (size_t i = 0; i < take; i++)
             if (c->buf[i] != (char)('a' + (seen + i) % 26))
                 return 0;
         seen += take;
-        memmove(c->buf, c->buf + take, c->len - take);
-        c->len -= take;
+        tn_consume(c, take);
     }
     return seen;
 }
 
 /* True when the server closes the connection within timeout_ms without sending anything more. */
-static bool cl_closed(client_t *c, int timeout_ms)
+static bool cl_closed(tn_client_t *c, int timeout_ms)
 {
     size_t before = c->len;
     for (;;) {
-        int r = cl_more(c, timeout_ms);
+        int r = tn_more(c, timeout_ms);
         if (r < 0)
             return c->len == before;
         if (r == 0)
@@ -448,9 +322,9 @@ static bool cl_closed(client_t *c, int timeout_ms)
     }
 }
 
-static bool nothing_within(client_t *c, int ms)
+static bool nothing_within(tn_client_t *c, int ms)
 {
-    return cl_more(c, ms) == 0;
+    return tn_more(c, ms) == 0;
 }
 
 #define GET(path) "GET " path " HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -464,8 +338,8 @@ static void test_keep_alive(void **state)
     resp_t *r = &resp_storage;
     char v[256];
 
-    client_t *c = cl_open(f->port);
-    cl_send(c, GET("/echo?x=1"));
+    tn_client_t *c = tn_connect(f->port, 0);
+    tn_send_str(c, GET("/echo?x=1"));
     assert_int_equal(cl_response(c, r, false), 0);
     assert_int_equal(r->status, 200);
     assert_string_equal(r->body, "m=GET p=/echo q=x=1 b=");
@@ -480,48 +354,48 @@ static void test_keep_alive(void **state)
     assert_int_equal(strlen(v), 19);
     assert_true(strncmp(r->head, "HTTP/1.1 200 OK\r\n", 17) == 0);
 
-    cl_send(c, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
+    tn_send_str(c, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
     assert_int_equal(cl_response(c, r, false), 0);
     assert_string_equal(r->body, "m=POST p=/echo q=- b=hello");
 
     /* absolute-form targets and fragments */
-    cl_send(c, "GET http://example.com:8080/echo?a=b#frag HTTP/1.1\r\n\r\n");
+    tn_send_str(c, "GET http://example.com:8080/echo?a=b#frag HTTP/1.1\r\n\r\n");
     assert_int_equal(cl_response(c, r, false), 0);
     assert_string_equal(r->body, "m=GET p=/echo q=a=b b=");
-    cl_send(c, "GET http://example.com HTTP/1.1\r\n\r\n");
+    tn_send_str(c, "GET http://example.com HTTP/1.1\r\n\r\n");
     assert_int_equal(cl_response(c, r, false), 0);
     assert_int_equal(r->status, 404);
-    cl_send(c, "GET /echo#only-frag HTTP/1.1\r\n\r\n");
+    tn_send_str(c, "GET /echo#only-frag HTTP/1.1\r\n\r\n");
     assert_int_equal(cl_response(c, r, false), 0);
     assert_string_equal(r->body, "m=GET p=/echo q=- b=");
 
-    cl_send(c, "GET /nope HTTP/1.1\r\nConnection: close\r\n\r\n");
+    tn_send_str(c, "GET /nope HTTP/1.1\r\nConnection: close\r\n\r\n");
     assert_int_equal(cl_response(c, r, false), 0);
     assert_int_equal(r->status, 404);
     assert_true(header_get(r, "connection", v, sizeof(v)));
     assert_string_equal(v, "close");
     assert_true(cl_closed(c, IO_TIMEOUT_MS));
-    cl_close(c);
+    tn_close(c);
 
     /* HTTP/1.0: close by default, keep-alive on request */
-    c = cl_open(f->port);
-    cl_send(c, "GET /echo HTTP/1.0\r\n\r\n");
+    c = tn_connect(f->port, 0);
+    tn_send_str(c, "GET /echo HTTP/1.0\r\n\r\n");
     assert_int_equal(cl_response(c, r, false), 0);
     assert_int_equal(r->status, 200);
     assert_true(header_get(r, "connection", v, sizeof(v)));
     assert_string_equal(v, "close");
     assert_true(cl_closed(c, IO_TIMEOUT_MS));
-    cl_close(c);
+    tn_close(c);
 
-    c = cl_open(f->port);
-    cl_send(c, "GET /echo HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    c = tn_connect(f->port, 0);
+    tn_send_str(c, "GET /echo HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
     assert_int_equal(cl_response(c, r, false), 0);
     assert_true(header_get(r, "connection", v, sizeof(v)));
     assert_string_equal(v, "keep-alive");
-    cl_send(c, "GET /echo?again HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    tn_send_str(c, "GET /echo?again HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
     assert_int_equal(cl_response(c, r, false), 0);
     assert_string_equal(r->body, "m=GET p=/echo q=again b=");
-    cl_close(c);
+    tn_close(c);
 }
 
 static void test_pipelining(void **state)
@@ -529,10 +403,11 @@ static void test_pipelining(void **state)
     fixture_t *f = *state;
     fixture_start(f);
     resp_t *r = &resp_storage;
-    client_t *c = cl_open(f->port);
+    tn_client_t *c = tn_connect(f->port, 0);
     /* an asynchronous handler in the middle must not let later responses overtake it */
-    cl_send(c, GET("/echo?n=1") GET("/slow?ms=200") "POST /echo?n=3 HTTP/1.1\r\nContent-Length: "
-                                                    "3\r\n\r\nabc" GET("/echo?n=4"));
+    tn_send_str(c,
+                GET("/echo?n=1") GET("/slow?ms=200") "POST /echo?n=3 HTTP/1.1\r\nContent-Length: "
+                                                     "3\r\n\r\nabc" GET("/echo?n=4"));
     assert_int_equal(cl_response(c, r, false), 0);
     assert_string_equal(r->body, "m=GET p=/echo q=n=1 b=");
     assert_int_equal(cl_response(c, r, false), 0);
@@ -550,7 +425,7 @@ static void test_pipelining(void **state)
     char *all = malloc(cap);
     for (int i = 0; i < N; i++)
         len += (size_t)snprintf(all + len, cap - len, "GET /echo?i=%d HTTP/1.1\r\n\r\n", i);
-    cl_send_n(c, all, len);
+    tn_send(c, all, len);
     free(all);
     for (int i = 0; i < N; i++) {
         char want[64];
@@ -567,7 +442,7 @@ static void test_pipelining(void **state)
     for (int i = 0; i < M; i++)
         len += (size_t)snprintf(all + len, cap - len, "GET /echo?j=%d HTTP/1.1\r\n\r\n", i);
     assert_true(len > 100000);
-    cl_send_n(c, all, len);
+    tn_send(c, all, len);
     free(all);
     assert_int_equal(cl_response(c, r, false), 0);
     assert_string_equal(r->body, "slow done");
@@ -577,7 +452,7 @@ static void test_pipelining(void **state)
         assert_int_equal(cl_response(c, r, false), 0);
         assert_string_equal(r->body, want);
     }
-    cl_close(c);
+    tn_close(c);
 }
 
 static void test_chunked_body(void **state)
@@ -585,9 +460,9 @@ static void test_chunked_body(void **state)
     fixture_t *f = *state;
     fixture_start(f);
     resp_t *r = &resp_storage;
-    client_t *c = cl_open(f->port);
-    cl_send(c, "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-               "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+    tn_client_t *c = tn_connect(f->port, 0);
+    tn_send_str(c, "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
     assert_int_equal(cl_response(c, r, false), 0);
     assert_int_equal(r->status, 200);
     assert_string_equal(r->body, "m=POST p=/echo q=- b=hello world");
@@ -596,18 +471,18 @@ static void test_chunked_body(void **state)
     const char *msg = "POST /echo?t HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
                       "3\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: 1\r\n\r\n";
     for (const char *p = msg; *p; p++)
-        cl_send_n(c, p, 1);
+        tn_send(c, p, 1);
     assert_int_equal(cl_response(c, r, false), 0);
     assert_string_equal(r->body, "m=POST p=/echo q=t b=abcde");
 
     /* over the cap (4096) in chunks: 413 as soon as the cap is passed, then close */
     char chunk[1100];
     memset(chunk, 'z', sizeof(chunk));
-    cl_send(c, "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    tn_send_str(c, "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
     for (int i = 0; i < 4; i++) {
-        cl_send(c, "44c\r\n");
-        cl_send_n(c, chunk, sizeof(chunk));
-        cl_send(c, "\r\n");
+        tn_send_str(c, "44c\r\n");
+        tn_send(c, chunk, sizeof(chunk));
+        tn_send_str(c, "\r\n");
     }
     assert_int_equal(cl_response(c, r, false), 0);
     assert_int_equal(r->status, 413);
@@ -618,7 +493,7 @@ static void test_chunked_body(void **state)
     assert_string_equal(v, "application/json; charset=utf-8");
     assert_non_null(strstr(r->body, "{\"detail\":\"request body exceeds"));
     assert_true(cl_closed(c, IO_TIMEOUT_MS));
-    cl_close(c);
+    tn_close(c);
 }
 
 static void test_expect_continue(void **state)
@@ -626,22 +501,22 @@ static void test_expect_continue(void **state)
     fixture_t *f = *state;
     fixture_start(f);
     resp_t *r = &resp_storage;
-    client_t *c = cl_open(f->port);
-    cl_send(c, "PUT /echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    tn_client_t *c = tn_connect(f->port, 0);
+    tn_send_str(c, "PUT /echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
     assert_int_equal(cl_response(c, r, false), 0);
     assert_int_equal(r->status, 100);
     assert_string_equal(r->head, "HTTP/1.1 100 Continue\r\n\r\n");
-    cl_send(c, "12345");
+    tn_send_str(c, "12345");
     assert_int_equal(cl_response(c, r, false), 0);
     assert_int_equal(r->status, 200);
     assert_string_equal(r->body, "m=PUT p=/echo q=- b=12345");
 
     /* too big: 413 at once, no 100 Continue, connection closed */
-    cl_send(c, "PUT /echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n");
+    tn_send_str(c, "PUT /echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n");
     assert_int_equal(cl_response(c, r, false), 0);
     assert_int_equal(r->status, 413);
     assert_true(cl_closed(c, IO_TIMEOUT_MS));
-    cl_close(c);
+    tn_close(c);
 }
 
 static void test_413_content_length(void **state)
@@ -649,8 +524,8 @@ static void test_413_content_length(void **state)
     fixture_t *f = *state;
     fixture_start(f);
     resp_t *r = &resp_storage;
-    client_t *c = cl_open(f->port);
-    cl_send(c, "POST /echo HTTP/1.1\r\nContent-Length: 1000000\r\n\r\n");
+    tn_client_t *c = tn_connect(f->port, 0);
+    tn_send_str(c, "POST /echo HTTP/1.1\r\nContent-Length: 1000000\r\n\r\n");
     assert_int_equal(cl_response(c, r, false), 0);
     assert_int_equal(r->status, 413);
     assert_string_equal(r->body, "{\"detail\":\"request body exceeds the limit of 4096 bytes\"}");
@@ -658,29 +533,29 @@ static void test_413_content_length(void **state)
     assert_true(header_get(r, "connection", v, sizeof(v)));
     assert_string_equal(v, "close");
     assert_true(cl_closed(c, IO_TIMEOUT_MS));
-    cl_close(c);
+    tn_close(c);
 
     /* a client that keeps sending its body still reads the 413 (lingering close) */
-    c = cl_open(f->port);
-    cl_send(c, "POST /echo HTTP/1.1\r\nContent-Length: 100000\r\n\r\n");
+    c = tn_connect(f->port, 0);
+    tn_send_str(c, "POST /echo HTTP/1.1\r\nContent-Length: 100000\r\n\r\n");
     char junk[8192];
     memset(junk, 'j', sizeof(junk));
     for (int i = 0; i < 8; i++)
-        cl_send_n(c, junk, sizeof(junk));
+        tn_send(c, junk, sizeof(junk));
     assert_int_equal(cl_response(c, r, false), 0);
     assert_int_equal(r->status, 413);
-    cl_close(c);
+    tn_close(c);
 
     /* exactly at the cap is fine */
-    c = cl_open(f->port);
+    c = tn_connect(f->port, 0);
     char *req = malloc(8192);
     int n = snprintf(req, 8192, "POST /hdr HTTP/1.1\r\nContent-Length: 4096\r\n\r\n");
     memset(req + n, 'b', 4096);
-    cl_send_n(c, req, (size_t)n + 4096);
+    tn_send(c, req, (size_t)n + 4096);
     free(req);
     assert_int_equal(cl_response(c, r, false), 0);
     assert_int_equal(r->status, 200);
-    cl_close(c);
+    tn_close(c);
 }
 
 static void test_431_and_414(void **state)
@@ -693,52 +568,52 @@ static void test_431_and_414(void **state)
     memset(big, 'a', 19999);
     big[19999] = '\0';
 
-    client_t *c = cl_open(f->port);
-    cl_send(c, "GET /echo HTTP/1.1\r\nX-Big: ");
-    cl_send_n(c, big, 10000);
-    cl_send(c, "\r\n\r\n");
+    tn_client_t *c = tn_connect(f->port, 0);
+    tn_send_str(c, "GET /echo HTTP/1.1\r\nX-Big: ");
+    tn_send(c, big, 10000);
+    tn_send_str(c, "\r\n\r\n");
     assert_int_equal(cl_response(c, r, false), 0);
     assert_int_equal(r->status, 431);
     assert_string_equal(r->body, "{\"detail\":\"request headers too large\"}");
     assert_true(cl_closed(c, IO_TIMEOUT_MS));
-    cl_close(c);
+    tn_close(c);
 
-    c = cl_open(f->port);
-    cl_send(c, "GET /");
-    cl_send_n(c, big, 10000);
-    cl_send(c, " HTTP/1.1\r\n\r\n");
+    c = tn_connect(f->port, 0);
+    tn_send_str(c, "GET /");
+    tn_send(c, big, 10000);
+    tn_send_str(c, " HTTP/1.1\r\n\r\n");
     assert_int_equal(cl_response(c, r, false), 0);
     assert_int_equal(r->status, 414);
     assert_true(cl_closed(c, IO_TIMEOUT_MS));
-    cl_close(c);
+    tn_close(c);
 
     /* too many headers */
-    c = cl_open(f->port);
-    cl_send(c, "GET /hdr HTTP/1.1\r\n");
+    c = tn_connect(f->port, 0);
+    tn_send_str(c, "GET /hdr HTTP/1.1\r\n");
     for (int i = 0; i < 101; i++)
-        cl_send(c, "A: b\r\n");
-    cl_send(c, "\r\n");
+        tn_send_str(c, "A: b\r\n");
+    tn_send_str(c, "\r\n");
     assert_int_equal(cl_response(c, r, false), 0);
     assert_int_equal(r->status, 431);
     assert_string_equal(r->body, "{\"detail\":\"too many request headers\"}");
-    cl_close(c);
+    tn_close(c);
 
     /* 100 headers are fine; names are lower-cased, values trimmed */
-    c = cl_open(f->port);
-    cl_send(c, "GET /hdr HTTP/1.1\r\nX-TEST:   spaced value  \r\n");
+    c = tn_connect(f->port, 0);
+    tn_send_str(c, "GET /hdr HTTP/1.1\r\nX-TEST:   spaced value  \r\n");
     for (int i = 0; i < 99; i++)
-        cl_send(c, "A: b\r\n");
-    cl_send(c, "\r\n");
+        tn_send_str(c, "A: b\r\n");
+    tn_send_str(c, "\r\n");
     assert_int_equal(cl_response(c, r, false), 0);
     assert_int_equal(r->status, 200);
     assert_string_equal(r->body, "[spaced value] n=100");
-    cl_send(c, "GET /hdr HTTP/1.1\r\nX-Test:\r\nX-Other: 1\r\n\r\n");
+    tn_send_str(c, "GET /hdr HTTP/1.1\r\nX-Test:\r\nX-Other: 1\r\n\r\n");
     assert_int_equal(cl_response(c, r, false), 0);
     assert_string_equal(r->body, "[] n=2");
-    cl_send(c, "GET /hdr HTTP/1.1\r\nX-Other: 1\r\nX-Test:\r\n\r\n");
+    tn_send_str(c, "GET /hdr HTTP/1.1\r\nX-Other: 1\r\nX-Test:\r\n\r\n");
     assert_int_equal(cl_response(c, r, false), 0);
     assert_string_equal(r->body, "[] n=2");
-    cl_close(c);
+    tn_close(c);
     free(big);
 }
 
@@ -749,8 +624,8 @@ static void test_malformed(void **state)
     resp_t *r = &resp_storage;
     char v[64];
 
-    client_t *c = cl_open(f->port);
-    cl_send(c, "GET / HTTP/1.1\r\nContent-Length: abc\r\n\r\n");
+    tn_client_t *c = tn_connect(f->port, 0);
+    tn_send_str(c, "GET / HTTP/1.1\r\nContent-Length: abc\r\n\r\n");
     assert_int_equal(cl_response(c, r, false), 0);
     assert_int_equal(r->status, 400);
     assert_string_equal(r->body,
@@ -759,25 +634,26 @@ static void test_malformed(void **state)
     assert_true(header_get(r, "content-type", v, sizeof(v)));
     assert_string_equal(v, "application/json; charset=utf-8");
     assert_true(cl_closed(c, IO_TIMEOUT_MS));
-    cl_close(c);
+    tn_close(c);
 
     /* garbage as the very first byte; and after a good request on the same connection */
-    c = cl_open(f->port);
-    cl_send(c, GET("/echo") "\x01\x02garbage\r\n\r\n");
+    c = tn_connect(f->port, 0);
+    tn_send_str(c, GET("/echo") "\x01\x02garbage\r\n\r\n");
     assert_int_equal(cl_response(c, r, false), 0);
     assert_int_equal(r->status, 200);
     assert_int_equal(cl_response(c, r, false), 0);
     assert_int_equal(r->status, 400);
     assert_non_null(strstr(r->body, "malformed HTTP request: "));
     assert_true(cl_closed(c, IO_TIMEOUT_MS));
-    cl_close(c);
+    tn_close(c);
 
     /* both Content-Length and chunked */
-    c = cl_open(f->port);
-    cl_send(c, "POST /echo HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n");
+    c = tn_connect(f->port, 0);
+    tn_send_str(c,
+                "POST /echo HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n");
     assert_int_equal(cl_response(c, r, false), 0);
     assert_int_equal(r->status, 400);
-    cl_close(c);
+    tn_close(c);
 }
 
 static void test_head_and_204(void **state)
@@ -786,23 +662,23 @@ static void test_head_and_204(void **state)
     fixture_start(f);
     resp_t *r = &resp_storage;
     char v[64];
-    client_t *c = cl_open(f->port);
-    cl_send(c, "HEAD /echo HTTP/1.1\r\n\r\n");
+    tn_client_t *c = tn_connect(f->port, 0);
+    tn_send_str(c, "HEAD /echo HTTP/1.1\r\n\r\n");
     assert_int_equal(cl_response(c, r, true), 0);
     assert_int_equal(r->status, 200);
     assert_true(header_get(r, "content-length", v, sizeof(v)));
     snprintf(r->body, sizeof(r->body), "%zu", strlen("m=HEAD p=/echo q=- b="));
     assert_string_equal(v, r->body);
-    cl_send(c, "GET /nocontent HTTP/1.1\r\n\r\n");
+    tn_send_str(c, "GET /nocontent HTTP/1.1\r\n\r\n");
     assert_int_equal(cl_response(c, r, false), 0);
     assert_int_equal(r->status, 204);
     assert_false(header_get(r, "content-length", v, sizeof(v)));
     /* no stray body bytes: the next response parses */
-    cl_send(c, GET("/echo"));
+    tn_send_str(c, GET("/echo"));
     assert_int_equal(cl_response(c, r, false), 0);
     assert_string_equal(r->body, "m=GET p=/echo q=- b=");
     assert_true(nothing_within(c, 50));
-    cl_close(c);
+    tn_close(c);
 }
 
 static void test_request_id(void **state)
@@ -811,24 +687,24 @@ static void test_request_id(void **state)
     fixture_start(f);
     resp_t *r = &resp_storage;
     char v[64];
-    client_t *c = cl_open(f->port);
-    cl_send(c, "GET /rid HTTP/1.1\r\nX-Request-Id: abc-123_x.Y\r\n\r\n");
+    tn_client_t *c = tn_connect(f->port, 0);
+    tn_send_str(c, "GET /rid HTTP/1.1\r\nX-Request-Id: abc-123_x.Y\r\n\r\n");
     assert_int_equal(cl_response(c, r, false), 0);
     assert_string_equal(r->body, "abc-123_x.Y");
     assert_true(header_get(r, "x-request-id", v, sizeof(v)));
     assert_string_equal(v, "abc-123_x.Y");
 
     char first[32];
-    cl_send(c, "GET /rid HTTP/1.1\r\nX-Request-Id: has space\r\n\r\n");
+    tn_send_str(c, "GET /rid HTTP/1.1\r\nX-Request-Id: has space\r\n\r\n");
     assert_int_equal(cl_response(c, r, false), 0);
     assert_int_equal(strlen(r->body), 19);
     memcpy(first, r->body, 20);
-    cl_send(c, "GET /rid HTTP/1.1\r\nX-Request-Id: 01234567890123456789\r\n\r\n");
+    tn_send_str(c, "GET /rid HTTP/1.1\r\nX-Request-Id: 01234567890123456789\r\n\r\n");
     assert_int_equal(cl_response(c, r, false), 0);
     assert_int_equal(strlen(r->body), 19);
     assert_string_not_equal(r->body, first);
     assert_string_not_equal(r->body, "0123456789012345678");
-    cl_close(c);
+    tn_close(c);
 }
 
 static void test_timeouts(void **state)
@@ -841,46 +717,46 @@ static void test_timeouts(void **state)
     resp_t *r = &resp_storage;
 
     /* idle: closed without a response */
-    client_t *c = cl_open(f->port);
+    tn_client_t *c = tn_connect(f->port, 0);
     assert_true(cl_closed(c, IO_TIMEOUT_MS));
-    cl_close(c);
+    tn_close(c);
 
     /* idle after a request */
-    c = cl_open(f->port);
-    cl_send(c, GET("/echo"));
+    c = tn_connect(f->port, 0);
+    tn_send_str(c, GET("/echo"));
     assert_int_equal(cl_response(c, r, false), 0);
     assert_true(cl_closed(c, IO_TIMEOUT_MS));
-    cl_close(c);
+    tn_close(c);
 
     /* headers too slow: 408 */
-    c = cl_open(f->port);
-    cl_send(c, "GET /echo HTTP/1.1\r\nHost: t\r\n");
+    c = tn_connect(f->port, 0);
+    tn_send_str(c, "GET /echo HTTP/1.1\r\nHost: t\r\n");
     assert_int_equal(cl_response(c, r, false), 0);
     assert_int_equal(r->status, 408);
     assert_string_equal(r->body, "{\"detail\":\"timed out reading the request headers\"}");
     assert_true(cl_closed(c, IO_TIMEOUT_MS));
-    cl_close(c);
+    tn_close(c);
 
     /* body too slow: 408 */
-    c = cl_open(f->port);
-    cl_send(c, "POST /echo HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc");
+    c = tn_connect(f->port, 0);
+    tn_send_str(c, "POST /echo HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc");
     assert_int_equal(cl_response(c, r, false), 0);
     assert_int_equal(r->status, 408);
     assert_string_equal(r->body, "{\"detail\":\"timed out reading the request body\"}");
-    cl_close(c);
+    tn_close(c);
 
     /* no timeout while a handler works, and a busy connection is not idle */
-    c = cl_open(f->port);
-    cl_send(c, GET("/slow?ms=700"));
+    c = tn_connect(f->port, 0);
+    tn_send_str(c, GET("/slow?ms=700"));
     assert_int_equal(cl_response(c, r, false), 0);
     assert_string_equal(r->body, "slow done");
     for (int i = 0; i < 8; i++) {
         usleep(100 * 1000);
-        cl_send(c, GET("/echo"));
+        tn_send_str(c, GET("/echo"));
         assert_int_equal(cl_response(c, r, false), 0);
         assert_int_equal(r->status, 200);
     }
-    cl_close(c);
+    tn_close(c);
 }
 
 static void test_client_gone_while_handler_works(void **state)
@@ -888,32 +764,32 @@ static void test_client_gone_while_handler_works(void **state)
     fixture_t *f = *state;
     fixture_start(f);
     resp_t *r = &resp_storage;
-    client_t *c = cl_open(f->port);
-    cl_send(c, GET("/slow?ms=200"));
-    cl_close(c);
+    tn_client_t *c = tn_connect(f->port, 0);
+    tn_send_str(c, GET("/slow?ms=200"));
+    tn_close(c);
     /* a reset instead of a FIN */
-    c = cl_open(f->port);
-    cl_send(c, GET("/slow?ms=200") GET("/echo"));
+    c = tn_connect(f->port, 0);
+    tn_send_str(c, GET("/slow?ms=200") GET("/echo"));
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
     setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     wait_dispatched(f, 2);
-    cl_close(c);
+    tn_close(c);
     usleep(400 * 1000);
 
-    c = cl_open(f->port);
-    cl_send(c, GET("/echo"));
+    c = tn_connect(f->port, 0);
+    tn_send_str(c, GET("/echo"));
     assert_int_equal(cl_response(c, r, false), 0);
     assert_int_equal(r->status, 200);
-    cl_close(c);
+    tn_close(c);
 
     /* half-close: the response still arrives */
-    c = cl_open(f->port);
-    cl_send(c, GET("/slow?ms=100"));
+    c = tn_connect(f->port, 0);
+    tn_send_str(c, GET("/slow?ms=100"));
     shutdown(c->fd, SHUT_WR);
     assert_int_equal(cl_response(c, r, false), 0);
     assert_string_equal(r->body, "slow done");
     assert_true(cl_closed(c, IO_TIMEOUT_MS));
-    cl_close(c);
+    tn_close(c);
 
     fixture_request_stop(f);
     fixture_join(f);
@@ -928,24 +804,23 @@ static void test_graceful_shutdown(void **state)
     resp_t *r = &resp_storage;
     char v[64];
 
-    client_t *idle = cl_open(f->port);
-    cl_send(idle, GET("/echo"));
+    tn_client_t *idle = tn_connect(f->port, 0);
+    tn_send_str(idle, GET("/echo"));
     assert_int_equal(cl_response(idle, r, false), 0);
 
-    client_t *busy = cl_open(f->port);
-    cl_send(busy, GET("/slow?ms=400"));
+    tn_client_t *busy = tn_connect(f->port, 0);
+    tn_send_str(busy, GET("/slow?ms=400"));
     wait_dispatched(f, 2);
 
     fixture_request_stop(f);
     assert_true(cl_closed(idle, IO_TIMEOUT_MS));
-    cl_close(idle);
+    tn_close(idle);
 
     /* the listener is gone */
     int refused = 0;
     for (int i = 0; i < 100 && !refused; i++) {
         int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f->port)};
-        sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        struct sockaddr_in sin = tn_loopback(f->port);
         if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 && errno == ECONNREFUSED)
             refused = 1;
         close(fd);
@@ -959,11 +834,11 @@ static void test_graceful_shutdown(void **state)
     assert_true(header_get(r, "connection", v, sizeof(v)));
     assert_string_equal(v, "close");
     assert_true(cl_closed(busy, IO_TIMEOUT_MS));
-    cl_close(busy);
+    tn_close(busy);
 
     fixture_join(f);
     assert_true(f->done);
-    assert_int_equal(f->loop_close_rc, 0);
+    assert_int_equal(f->lt.close_rc, 0);
     assert_int_equal(f->final_stats.open_connections, 0);
     assert_int_equal(f->final_stats.accepted_total, 2);
     assert_int_equal(f->final_stats.requests_total, 2);
@@ -974,17 +849,17 @@ static void test_shutdown_with_client_gone(void **state)
 {
     fixture_t *f = *state;
     fixture_start(f);
-    client_t *c = cl_open(f->port);
-    cl_send(c, GET("/slow?ms=300"));
+    tn_client_t *c = tn_connect(f->port, 0);
+    tn_send_str(c, GET("/slow?ms=300"));
     wait_dispatched(f, 1);
     struct linger lg = {.l_onoff = 1, .l_linger = 0}; /* RST: the client is really gone */
     setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-    cl_close(c);
+    tn_close(c);
     usleep(50 * 1000);
     fixture_request_stop(f);
     fixture_join(f); /* done only after the handler answered */
     assert_true(f->done);
-    assert_int_equal(f->loop_close_rc, 0);
+    assert_int_equal(f->lt.close_rc, 0);
     assert_int_equal(f->responses, 1);
     assert_int_equal(f->last_bytes, 0);
 }
@@ -993,27 +868,28 @@ static void test_hijack(void **state)
 {
     fixture_t *f = *state;
     fixture_start(f);
-    client_t *c = cl_open(f->port);
-    cl_send(c, "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nEXTRA-bytes");
+    tn_client_t *c = tn_connect(f->port, 0);
+    tn_send_str(c,
+                "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nEXTRA-bytes");
     const char *want = "HIJACKED:EXTRA-bytes";
     while (c->len < strlen(want))
-        assert_int_equal(cl_more(c, IO_TIMEOUT_MS), 1);
+        assert_int_equal(tn_more(c, IO_TIMEOUT_MS), 1);
     c->buf[c->len] = '\0';
     assert_string_equal(c->buf, want);
     c->len = 0;
     assert_true(cl_closed(c, IO_TIMEOUT_MS));
-    cl_close(c);
+    tn_close(c);
 
     /* an upgrade request that is answered normally keeps speaking HTTP */
     resp_t *r = &resp_storage;
-    c = cl_open(f->port);
-    cl_send(c, "GET /echo HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n" GET(
-                   "/echo?after"));
+    c = tn_connect(f->port, 0);
+    tn_send_str(c, "GET /echo HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n" GET(
+                       "/echo?after"));
     assert_int_equal(cl_response(c, r, false), 0);
     assert_int_equal(r->status, 200);
     assert_int_equal(cl_response(c, r, false), 0);
     assert_string_equal(r->body, "m=GET p=/echo q=after b=");
-    cl_close(c);
+    tn_close(c);
 
     fixture_request_stop(f);
     fixture_join(f);
@@ -1027,27 +903,27 @@ static void test_max_connections(void **state)
     f->cfg.max_connections = 2;
     fixture_start(f);
     resp_t *r = &resp_storage;
-    client_t *a = cl_open(f->port);
-    client_t *b = cl_open(f->port);
-    cl_send(a, GET("/echo"));
+    tn_client_t *a = tn_connect(f->port, 0);
+    tn_client_t *b = tn_connect(f->port, 0);
+    tn_send_str(a, GET("/echo"));
     assert_int_equal(cl_response(a, r, false), 0);
-    cl_send(b, GET("/echo"));
+    tn_send_str(b, GET("/echo"));
     assert_int_equal(cl_response(b, r, false), 0);
-    client_t *x = cl_open(f->port); /* the kernel accepts; the server closes it */
+    tn_client_t *x = tn_connect(f->port, 0); /* the kernel accepts; the server closes it */
     assert_true(cl_closed(x, IO_TIMEOUT_MS));
-    cl_close(x);
-    cl_close(a);
+    tn_close(x);
+    tn_close(a);
     int ok = 0; /* room again once the server has seen the close */
     for (int i = 0; i < 100 && !ok; i++) {
-        x = cl_open(f->port);
-        cl_send(x, GET("/echo"));
+        x = tn_connect(f->port, 0);
+        tn_send_str(x, GET("/echo"));
         ok = cl_response(x, r, false) == 0 && r->status == 200;
-        cl_close(x);
+        tn_close(x);
         if (!ok)
             usleep(20 * 1000);
     }
     assert_true(ok);
-    cl_close(b);
+    tn_close(b);
     fixture_request_stop(f);
     fixture_join(f);
     assert_true(f->final_stats.accepted_total >= 4);
@@ -1061,24 +937,24 @@ static void test_slow_reader(void **state)
     resp_t *r = &resp_storage;
 
     /* the response backs up in uv_write; the pipelined request waits for it, then goes out */
-    client_t *c = cl_open_small(f->port, 8192);
-    cl_send(c, GET("/big?n=8000000") GET("/echo?after-big"));
+    tn_client_t *c = tn_connect(f->port, 8192);
+    tn_send_str(c, GET("/big?n=8000000") GET("/echo?after-big"));
     usleep(300 * 1000);
     size_t announced;
     assert_int_equal(cl_big_response(c, &announced), 8000000);
     assert_int_equal(announced, 8000000);
     assert_int_equal(cl_response(c, r, false), 0);
     assert_string_equal(r->body, "m=GET p=/echo q=after-big b=");
-    cl_close(c);
+    tn_close(c);
 
     /* a client that stops reading is dropped after the idle timeout without progress */
-    c = cl_open_small(f->port, 8192);
-    cl_send(c, GET("/big?n=20000000"));
+    c = tn_connect(f->port, 8192);
+    tn_send_str(c, GET("/big?n=20000000"));
     usleep(1500 * 1000);
     size_t seen = cl_big_response(c, &announced);
     assert_int_equal(announced, 20000000);
     assert_true(seen < announced);
-    cl_close(c);
+    tn_close(c);
 
     fixture_request_stop(f);
     fixture_join(f);
@@ -1094,9 +970,9 @@ static void test_big_response_and_access_log(void **state)
     hk_log_init(HK_LOG_INFO, logf);
     fixture_start(f);
     resp_t *r = &resp_storage;
-    client_t *c = cl_open(f->port);
+    tn_client_t *c = tn_connect(f->port, 0);
     /* two large responses queued behind each other; the client reads late */
-    cl_send(c, GET("/big?n=300000") GET("/big?n=200000") GET("/echo"));
+    tn_send_str(c, GET("/big?n=300000") GET("/big?n=200000") GET("/echo"));
     usleep(200 * 1000);
     assert_int_equal(cl_response(c, r, false), 0);
     assert_int_equal(r->body_len, 300000);
@@ -1105,7 +981,7 @@ static void test_big_response_and_access_log(void **state)
     assert_int_equal(r->body_len, 200000);
     assert_int_equal(cl_response(c, r, false), 0);
     assert_string_equal(r->body, "m=GET p=/echo q=- b=");
-    cl_close(c);
+    tn_close(c);
     fixture_request_stop(f);
     fixture_join(f);
     hk_log_init(HK_LOG_OFF, NULL);

@@ -6,23 +6,17 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
 #include "net/http.h"
 #include "net/ws.h"
+#include "testnet.h"
 
 #define IO_TIMEOUT_MS 3000
 #define MAX_MESSAGE (64 * 1024)
@@ -47,14 +41,12 @@ typedef struct conn_s conn_t;
 
 typedef struct {
     hk_http_config_t cfg;
-    uv_loop_t loop;
+    tn_loop_t lt;
     uv_async_t stop;
     uv_timer_t flood;
     hk_http_server_t *srv;
-    pthread_t thread;
     bool started, joined;
     int port;
-    int loop_close_rc;
     /* loop thread only */
     conn_t *conns;
     hk_ws_t *flood_ws;
@@ -191,26 +183,12 @@ static void stop_cb(uv_async_t *a)
     hk_http_server_shutdown(f->srv, done_cb, f);
 }
 
-static void *loop_main(void *arg)
-{
-    fixture_t *f = arg;
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    f->loop_close_rc = uv_loop_close(&f->loop);
-    return NULL;
-}
-
 static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    f->cfg.bind = "127.0.0.1";
-    f->cfg.backlog = 64;
+    tn_http_config(&f->cfg);
     f->cfg.max_header_bytes = 8192;
-    f->cfg.max_body_bytes = 4096;
-    f->cfg.max_connections = 100;
-    f->cfg.idle_timeout_ms = 10000;
-    f->cfg.header_timeout_ms = 10000;
-    f->cfg.body_timeout_ms = 10000;
     f->cfg.on_request = on_request;
     f->cfg.data = f;
     char *payload = malloc(FLOOD_MSG);
@@ -221,14 +199,14 @@ static int setup(void **state)
     free(payload);
     assert_non_null(f->flood_msg);
 
-    assert_int_equal(uv_loop_init(&f->loop), 0);
-    assert_int_equal(hk_http_server_new(&f->loop, &f->cfg, &f->srv), 0);
+    assert_int_equal(uv_loop_init(&f->lt.loop), 0);
+    assert_int_equal(hk_http_server_new(&f->lt.loop, &f->cfg, &f->srv), 0);
     f->port = hk_http_server_port(f->srv);
-    assert_int_equal(uv_async_init(&f->loop, &f->stop, stop_cb), 0);
+    assert_int_equal(uv_async_init(&f->lt.loop, &f->stop, stop_cb), 0);
     f->stop.data = f;
-    assert_int_equal(uv_timer_init(&f->loop, &f->flood), 0);
+    assert_int_equal(uv_timer_init(&f->lt.loop, &f->flood), 0);
     f->flood.data = f;
-    assert_int_equal(pthread_create(&f->thread, NULL, loop_main, f), 0);
+    tn_loop_start(&f->lt);
     f->started = true;
     *state = f;
     return 0;
@@ -238,35 +216,15 @@ static int teardown(void **state)
 {
     fixture_t *f = *state;
     uv_async_send(&f->stop);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += 10;
-    if (pthread_timedjoin_np(f->thread, NULL, &ts) != 0) {
-        fprintf(stderr, "loop thread did not finish\n");
-        abort();
-    }
-    assert_int_equal(f->loop_close_rc, 0); /* every handle closed */
+    tn_loop_join(&f->lt);
+    assert_int_equal(f->lt.close_rc, 0); /* every handle closed */
     assert_int_equal(atomic_load(&f->opened), atomic_load(&f->closed));
     hk_http_server_free(f->srv);
     free(f);
     return 0;
 }
 
-/* Waits up to ms for *v >= n. */
-static bool wait_atomic(atomic_int *v, int n, int ms)
-{
-    for (int i = 0; i < ms / 5 && atomic_load(v) < n; i++)
-        usleep(5000);
-    return atomic_load(v) >= n;
-}
-
 /* ---- client side (test thread) ------------------------------------------------------------ */
-
-typedef struct {
-    int fd;
-    size_t len;
-    unsigned char buf[1 << 20];
-} client_t;
 
 typedef struct {
     int fin, opcode;
@@ -278,82 +236,19 @@ typedef struct {
 
 static unsigned char frame_storage[1 << 20];
 
-static client_t *cl_connect(int port, int rcvbuf)
-{
-    client_t *c = malloc(sizeof(*c));
-    assert_non_null(c);
-    c->len = 0;
-    c->fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(c->fd >= 0);
-    if (rcvbuf)
-        assert_int_equal(setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)), 0);
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(c->fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-    return c;
-}
-
-static void cl_close(client_t *c)
-{
-    close(c->fd);
-    free(c);
-}
-
-static void cl_send(client_t *c, const void *p, size_t n)
-{
-    const char *s = p;
-    while (n) {
-        ssize_t w = send(c->fd, s, n, MSG_NOSIGNAL);
-        assert_true(w > 0);
-        s += w;
-        n -= (size_t)w;
-    }
-}
-
-/* Reads more bytes: 1 got some, 0 timeout, -1 EOF, -2 error. */
-static int cl_more(client_t *c, int timeout_ms)
-{
-    struct pollfd p = {.fd = c->fd, .events = POLLIN};
-    if (poll(&p, 1, timeout_ms) <= 0)
-        return 0;
-    if (c->len == sizeof(c->buf))
-        return -2;
-    ssize_t n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
-    if (n == 0)
-        return -1;
-    if (n < 0)
-        return -2;
-    c->len += (size_t)n;
-    return 1;
-}
-
-static void cl_consume(client_t *c, size_t n)
-{
-    memmove(c->buf, c->buf + n, c->len - n);
-    c->len -= n;
-}
-
 /* Reads the HTTP response head into head (NUL-terminated) and returns the status, or -1. */
-static int cl_http_head(client_t *c, char *head, size_t headlen)
+static int cl_http_head(tn_client_t *c, char *head, size_t headlen)
 {
-    for (;;) {
-        for (size_t i = 0; i + 3 < c->len; i++) {
-            if (memcmp(c->buf + i, "\r\n\r\n", 4) == 0) {
-                size_t n = i + 4;
-                if (n >= headlen)
-                    return -1;
-                memcpy(head, c->buf, n);
-                head[n] = '\0';
-                cl_consume(c, n);
-                int status = -1;
-                if (sscanf(head, "HTTP/1.1 %d", &status) != 1)
-                    return -1;
-                return status;
-            }
-        }
-        if (cl_more(c, IO_TIMEOUT_MS) <= 0)
-            return -1;
-    }
+    size_t n = tn_head_len(c, IO_TIMEOUT_MS);
+    if (n == 0 || n >= headlen)
+        return -1;
+    memcpy(head, c->buf, n);
+    head[n] = '\0';
+    tn_consume(c, n);
+    int status = -1;
+    if (sscanf(head, "HTTP/1.1 %d", &status) != 1)
+        return -1;
+    return status;
 }
 
 /* Builds one client frame (masked unless told otherwise) into out; returns its length. */
@@ -387,52 +282,54 @@ static size_t make_frame(unsigned char *out, int fin, int opcode, const void *pa
 
 static unsigned char send_storage[1 << 20];
 
-static void cl_frame(client_t *c, int fin, int opcode, const void *payload, size_t len, bool masked)
+static void cl_frame(tn_client_t *c, int fin, int opcode, const void *payload, size_t len,
+                     bool masked)
 {
     assert_true(len + 14 <= sizeof(send_storage));
     size_t n = make_frame(send_storage, fin, opcode, payload, len, masked);
-    cl_send(c, send_storage, n);
+    tn_send(c, send_storage, n);
 }
 
-static void cl_text(client_t *c, const char *s)
+static void cl_text(tn_client_t *c, const char *s)
 {
     cl_frame(c, 1, 1, s, strlen(s), true);
 }
 
 /* Reads one server frame: 1 ok, 0 timeout, -1 connection ended. Payload in frame_storage. */
-static int cl_read_frame(client_t *c, frame_t *fr, int timeout_ms)
+static int cl_read_frame(tn_client_t *c, frame_t *fr, int timeout_ms)
 {
     for (;;) {
+        const unsigned char *b = (const unsigned char *)c->buf;
         if (c->len >= 2) {
-            size_t hl = 2, len = c->buf[1] & 0x7f;
-            assert_int_equal(c->buf[1] & 0x80, 0); /* server frames are never masked */
+            size_t hl = 2, len = b[1] & 0x7f;
+            assert_int_equal(b[1] & 0x80, 0); /* server frames are never masked */
             if (len == 126)
                 hl = 4;
             else if (len == 127)
                 hl = 10;
             if (c->len >= hl) {
                 if (len == 126)
-                    len = (size_t)c->buf[2] << 8 | c->buf[3];
+                    len = (size_t)b[2] << 8 | b[3];
                 else if (len == 127) {
                     len = 0;
                     for (int i = 0; i < 8; i++)
-                        len = len << 8 | c->buf[2 + i];
+                        len = len << 8 | b[2 + i];
                 }
                 assert_true(len <= sizeof(frame_storage));
                 if (c->len >= hl + len) {
-                    fr->fin = c->buf[0] >> 7;
-                    fr->opcode = c->buf[0] & 0x0f;
+                    fr->fin = b[0] >> 7;
+                    fr->opcode = b[0] & 0x0f;
                     fr->len = len;
                     fr->raw_head_len = hl;
                     memcpy(fr->raw_head, c->buf, hl);
                     memcpy(frame_storage, c->buf + hl, len);
                     fr->data = frame_storage;
-                    cl_consume(c, hl + len);
+                    tn_consume(c, hl + len);
                     return 1;
                 }
             }
         }
-        int r = cl_more(c, timeout_ms);
+        int r = tn_more(c, timeout_ms);
         if (r == 0)
             return 0;
         if (r < 0)
@@ -441,7 +338,7 @@ static int cl_read_frame(client_t *c, frame_t *fr, int timeout_ms)
 }
 
 /* Reads frames until a close frame; returns its code (0 when none came), reason into out. */
-static int cl_expect_close(client_t *c, char *reason, size_t rlen)
+static int cl_expect_close(tn_client_t *c, char *reason, size_t rlen)
 {
     frame_t fr;
     while (cl_read_frame(c, &fr, IO_TIMEOUT_MS) == 1) {
@@ -460,11 +357,11 @@ static int cl_expect_close(client_t *c, char *reason, size_t rlen)
 }
 
 /* True when the server ends the TCP connection within IO_TIMEOUT_MS (data before it ignored). */
-static bool cl_expect_eof(client_t *c)
+static bool cl_expect_eof(tn_client_t *c)
 {
     for (;;) {
         c->len = 0;
-        int r = cl_more(c, IO_TIMEOUT_MS);
+        int r = tn_more(c, IO_TIMEOUT_MS);
         if (r < 0)
             return true;
         if (r == 0)
@@ -472,7 +369,7 @@ static bool cl_expect_eof(client_t *c)
     }
 }
 
-static void cl_send_close(client_t *c, uint16_t code, const char *reason)
+static void cl_send_close(tn_client_t *c, uint16_t code, const char *reason)
 {
     unsigned char p[128];
     p[0] = (unsigned char)(code >> 8);
@@ -492,10 +389,10 @@ static void upgrade_request(char *out, size_t outlen, const char *path, const ch
 
 /* Connects and upgrades; `after` bytes (may be NULL) are sent in the same write as the request,
  * so they reach the server as surplus behind the upgrade. */
-static client_t *ws_open(fixture_t *f, const char *path, const void *after, size_t after_len,
-                         int rcvbuf)
+static tn_client_t *ws_open(fixture_t *f, const char *path, const void *after, size_t after_len,
+                            int rcvbuf)
 {
-    client_t *c = cl_connect(f->port, rcvbuf);
+    tn_client_t *c = tn_connect(f->port, rcvbuf);
     char req[1024];
     upgrade_request(req, sizeof(req), path, "Sec-WebSocket-Key: " RFC_KEY "\r\n");
     size_t n = strlen(req);
@@ -503,7 +400,7 @@ static client_t *ws_open(fixture_t *f, const char *path, const void *after, size
     memcpy(send_storage, req, n);
     if (after_len)
         memcpy(send_storage + n, after, after_len);
-    cl_send(c, send_storage, n + after_len);
+    tn_send(c, send_storage, n + after_len);
     char head[2048];
     assert_int_equal(cl_http_head(c, head, sizeof(head)), 101);
     assert_non_null(strcasestr(head, "\r\nUpgrade: websocket\r\n"));
@@ -549,7 +446,7 @@ static void test_echo_text_binary(void **state)
     /* a frame pipelined behind the upgrade request exercises the surplus path */
     unsigned char first[64];
     size_t n = make_frame(first, 1, 1, "early", 5, true);
-    client_t *c = ws_open(f, "/ws", first, n, 0);
+    tn_client_t *c = ws_open(f, "/ws", first, n, 0);
     frame_t fr;
     assert_int_equal(cl_read_frame(c, &fr, IO_TIMEOUT_MS), 1);
     assert_int_equal(fr.opcode, 1);
@@ -578,16 +475,16 @@ static void test_echo_text_binary(void **state)
     assert_int_equal(cl_expect_close(c, reason, sizeof(reason)), 1000);
     assert_string_equal(reason, "bye");
     assert_true(cl_expect_eof(c));
-    assert_true(wait_atomic(&f->closed, 1, IO_TIMEOUT_MS));
+    assert_true(tn_wait_atomic(&f->closed, 1, IO_TIMEOUT_MS));
     assert_int_equal(atomic_load(&f->last_code), 1000);
     assert_string_equal(f->last_reason, "bye");
-    cl_close(c);
+    tn_close(c);
 }
 
 static void test_fragmented_and_ping(void **state)
 {
     fixture_t *f = *state;
-    client_t *c = ws_open(f, "/ws", NULL, 0, 0);
+    tn_client_t *c = ws_open(f, "/ws", NULL, 0, 0);
     cl_frame(c, 0, 1, "Hel", 3, true);
     cl_frame(c, 1, 9, "p1", 2, true); /* control frames may interleave fragments */
     cl_frame(c, 0, 0, "lo, ", 4, true);
@@ -606,8 +503,8 @@ static void test_fragmented_and_ping(void **state)
     assert_int_equal(cl_read_frame(c, &fr, IO_TIMEOUT_MS), 1);
     assert_int_equal(fr.opcode, 0xA);
     assert_memory_equal(fr.data, "solo", 4);
-    cl_close(c);
-    assert_true(wait_atomic(&f->closed, 1, IO_TIMEOUT_MS));
+    tn_close(c);
+    assert_true(tn_wait_atomic(&f->closed, 1, IO_TIMEOUT_MS));
     assert_int_equal(atomic_load(&f->last_code), 1006); /* TCP gone without a close frame */
 }
 
@@ -617,12 +514,12 @@ static void test_too_large(void **state)
     static unsigned char big[MAX_MESSAGE + 100];
     memset(big, 'a', sizeof(big));
 
-    client_t *c = ws_open(f, "/ws", NULL, 0, 0);
+    tn_client_t *c = ws_open(f, "/ws", NULL, 0, 0);
     cl_frame(c, 1, 2, big, sizeof(big), true);
     assert_int_equal(cl_expect_close(c, NULL, 0), 1009);
     assert_true(cl_expect_eof(c));
-    cl_close(c);
-    assert_true(wait_atomic(&f->closed, 1, IO_TIMEOUT_MS));
+    tn_close(c);
+    assert_true(tn_wait_atomic(&f->closed, 1, IO_TIMEOUT_MS));
     assert_int_equal(atomic_load(&f->last_code), 1009);
 
     /* fragments each under the cap, together over it */
@@ -631,8 +528,8 @@ static void test_too_large(void **state)
     cl_frame(c, 1, 0, big, MAX_MESSAGE / 2 + 10, true);
     assert_int_equal(cl_expect_close(c, NULL, 0), 1009);
     assert_true(cl_expect_eof(c));
-    cl_close(c);
-    assert_true(wait_atomic(&f->closed, 2, IO_TIMEOUT_MS));
+    tn_close(c);
+    assert_true(tn_wait_atomic(&f->closed, 2, IO_TIMEOUT_MS));
     assert_int_equal(atomic_load(&f->last_code), 1009);
 
     /* exactly the cap is fine */
@@ -641,33 +538,33 @@ static void test_too_large(void **state)
     frame_t fr;
     assert_int_equal(cl_read_frame(c, &fr, IO_TIMEOUT_MS), 1);
     assert_int_equal(fr.len, MAX_MESSAGE);
-    cl_close(c);
+    tn_close(c);
 }
 
 static void test_unmasked_and_bad_utf8(void **state)
 {
     fixture_t *f = *state;
-    client_t *c = ws_open(f, "/ws", NULL, 0, 0);
+    tn_client_t *c = ws_open(f, "/ws", NULL, 0, 0);
     cl_frame(c, 1, 1, "naked", 5, false);
     assert_int_equal(cl_expect_close(c, NULL, 0), 1002);
     assert_true(cl_expect_eof(c));
-    cl_close(c);
-    assert_true(wait_atomic(&f->closed, 1, IO_TIMEOUT_MS));
+    tn_close(c);
+    assert_true(tn_wait_atomic(&f->closed, 1, IO_TIMEOUT_MS));
     assert_int_equal(atomic_load(&f->last_code), 1002);
 
     c = ws_open(f, "/ws", NULL, 0, 0);
     cl_frame(c, 1, 1, "\xff\xfe", 2, true);
     assert_int_equal(cl_expect_close(c, NULL, 0), 1007);
     assert_true(cl_expect_eof(c));
-    cl_close(c);
-    assert_true(wait_atomic(&f->closed, 2, IO_TIMEOUT_MS));
+    tn_close(c);
+    assert_true(tn_wait_atomic(&f->closed, 2, IO_TIMEOUT_MS));
     assert_int_equal(atomic_load(&f->last_code), 1007);
 }
 
 static void test_server_close(void **state)
 {
     fixture_t *f = *state;
-    client_t *c = ws_open(f, "/ws", NULL, 0, 0);
+    tn_client_t *c = ws_open(f, "/ws", NULL, 0, 0);
     cl_text(c, "close");
     frame_t fr;
     assert_int_equal(cl_read_frame(c, &fr, IO_TIMEOUT_MS), 1);
@@ -677,11 +574,11 @@ static void test_server_close(void **state)
     assert_int_equal(cl_expect_close(c, reason, sizeof(reason)), 4000);
     assert_string_equal(reason, "bye from server");
     /* the server waits for our close frame before it ends TCP */
-    assert_int_equal(cl_more(c, 200), 0);
+    assert_int_equal(tn_more(c, 200), 0);
     cl_send_close(c, 4000, "");
     assert_true(cl_expect_eof(c));
-    cl_close(c);
-    assert_true(wait_atomic(&f->closed, 1, IO_TIMEOUT_MS));
+    tn_close(c);
+    assert_true(tn_wait_atomic(&f->closed, 1, IO_TIMEOUT_MS));
     assert_int_equal(atomic_load(&f->last_code), 4000);
     assert_string_equal(f->last_reason, "bye from server");
 }
@@ -689,7 +586,7 @@ static void test_server_close(void **state)
 static void test_slow_consumer(void **state)
 {
     fixture_t *f = *state;
-    client_t *c = ws_open(f, "/ws", NULL, 0, 4096);
+    tn_client_t *c = ws_open(f, "/ws", NULL, 0, 4096);
     cl_text(c, "flood"); /* then read nothing while the server floods */
     for (int i = 0; i < 2000 && atomic_load(&f->flood_rc) >= 0; i++)
         usleep(5000);
@@ -719,18 +616,18 @@ static void test_slow_consumer(void **state)
     assert_true(data_frames > 0);
     cl_send_close(c, 1008, "");
     assert_true(cl_expect_eof(c));
-    cl_close(c);
-    assert_true(wait_atomic(&f->closed, 1, IO_TIMEOUT_MS));
+    tn_close(c);
+    assert_true(tn_wait_atomic(&f->closed, 1, IO_TIMEOUT_MS));
     assert_int_equal(atomic_load(&f->last_code), 1008);
 }
 
 static void test_shared_broadcast(void **state)
 {
     fixture_t *f = *state;
-    client_t *c[3];
+    tn_client_t *c[3];
     for (int i = 0; i < 3; i++)
         c[i] = ws_open(f, "/ws", NULL, 0, 0);
-    assert_true(wait_atomic(&f->opened, 3, IO_TIMEOUT_MS));
+    assert_true(tn_wait_atomic(&f->opened, 3, IO_TIMEOUT_MS));
     static char text[3000];
     memset(text, 'q', sizeof(text));
     memcpy(text, "bcast:", 6);
@@ -756,14 +653,14 @@ static void test_shared_broadcast(void **state)
         }
     }
     for (int i = 0; i < 3; i++)
-        cl_close(c[i]);
-    assert_true(wait_atomic(&f->closed, 3, IO_TIMEOUT_MS));
+        tn_close(c[i]);
+    assert_true(tn_wait_atomic(&f->closed, 3, IO_TIMEOUT_MS));
 }
 
 static void test_ping_timeout(void **state)
 {
     fixture_t *f = *state;
-    client_t *c = ws_open(f, "/ws/ping", NULL, 0, 0);
+    tn_client_t *c = ws_open(f, "/ws/ping", NULL, 0, 0);
     frame_t fr;
     /* answered pings keep the connection alive past several intervals */
     for (int i = 0; i < 3; i++) {
@@ -774,8 +671,8 @@ static void test_ping_timeout(void **state)
     assert_int_equal(atomic_load(&f->closed), 0);
     /* then silence: dropped after about two intervals */
     assert_true(cl_expect_eof(c));
-    cl_close(c);
-    assert_true(wait_atomic(&f->closed, 1, IO_TIMEOUT_MS));
+    tn_close(c);
+    assert_true(tn_wait_atomic(&f->closed, 1, IO_TIMEOUT_MS));
     assert_int_equal(atomic_load(&f->last_code), 1006);
     assert_string_equal(f->last_reason, "ping timeout");
 }
@@ -784,34 +681,34 @@ static void test_bad_upgrade(void **state)
 {
     fixture_t *f = *state;
     char req[1024], head[2048];
-    client_t *c = cl_connect(f->port, 0);
+    tn_client_t *c = tn_connect(f->port, 0);
     upgrade_request(req, sizeof(req), "/ws", ""); /* no Sec-WebSocket-Key */
-    cl_send(c, req, strlen(req));
+    tn_send(c, req, strlen(req));
     assert_int_equal(cl_http_head(c, head, sizeof(head)), 400);
-    cl_close(c);
+    tn_close(c);
 
-    c = cl_connect(f->port, 0);
+    c = tn_connect(f->port, 0);
     snprintf(req, sizeof(req),
              "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
              "Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: " RFC_KEY "\r\n\r\n");
-    cl_send(c, req, strlen(req));
+    tn_send(c, req, strlen(req));
     assert_int_equal(cl_http_head(c, head, sizeof(head)), 426);
     assert_non_null(strcasestr(head, "\r\nSec-WebSocket-Version: 13\r\n"));
-    cl_close(c);
+    tn_close(c);
 
-    c = cl_connect(f->port, 0);
+    c = tn_connect(f->port, 0);
     upgrade_request(req, sizeof(req), "/ws", "Sec-WebSocket-Key: c2hvcnQ=\r\n"); /* 5 bytes */
-    cl_send(c, req, strlen(req));
+    tn_send(c, req, strlen(req));
     assert_int_equal(cl_http_head(c, head, sizeof(head)), 400);
-    cl_close(c);
+    tn_close(c);
 
-    c = cl_connect(f->port, 0);
+    c = tn_connect(f->port, 0);
     snprintf(req, sizeof(req),
              "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
              "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " RFC_KEY "\r\n\r\n");
-    cl_send(c, req, strlen(req));
+    tn_send(c, req, strlen(req));
     assert_int_equal(cl_http_head(c, head, sizeof(head)), 400); /* no Upgrade header */
-    cl_close(c);
+    tn_close(c);
     assert_int_equal(atomic_load(&f->opened), 0);
 }
 
