@@ -575,14 +575,16 @@ typedef struct {
     int64_t meeting_id;
     char status[24];
     char reason[256];
+    int64_t start_ms; /* the live transcript's time origin: start_time if this makes it active */
 } status_work_t;
 
 static void status_work_cb(uv_work_t *w)
 {
     status_work_t *sw = w->data;
     hk_meeting_t m;
-    int rc = hk_lifecycle_transition(sw->app->store, sw->meeting_id, sw->status,
-                                     sw->reason[0] ? sw->reason : NULL, HK_SOURCE_BOT, &m);
+    int rc = hk_lifecycle_transition_at(sw->app->store, sw->meeting_id, sw->status,
+                                        sw->reason[0] ? sw->reason : NULL, HK_SOURCE_BOT,
+                                        sw->start_ms, &m);
     if (rc == 0 || rc == HK_ESTATE)
         hk_meeting_dispose(&m);
     if (rc == HK_ESTATE) /* e.g. "active" after the user already asked it to stop */
@@ -628,6 +630,7 @@ static void on_bot_status(ingest_t *in, json_t *o)
     sw->meeting_id = in->meeting_id;
     snprintf(sw->status, sizeof(sw->status), "%s", st);
     snprintf(sw->reason, sizeof(sw->reason), "%s", reason ? reason : "");
+    sw->start_ms = in->live ? hk_live_t0(in->live) : 0;
     sw->work.data = sw;
     if (uv_queue_work(in->app->loop, &sw->work, status_work_cb, status_after_cb) != 0)
         free(sw);

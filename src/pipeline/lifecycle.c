@@ -204,6 +204,12 @@ void hk_lifecycle_set_observer(hk_lifecycle_observer_fn fn, void *data)
 int hk_lifecycle_transition(hk_store_t *store, int64_t id, const char *to, const char *reason,
                             const char *source, hk_meeting_t *out)
 {
+    return hk_lifecycle_transition_at(store, id, to, reason, source, 0, out);
+}
+
+int hk_lifecycle_transition_at(hk_store_t *store, int64_t id, const char *to, const char *reason,
+                               const char *source, int64_t start_ms, hk_meeting_t *out)
+{
     for (int attempt = 0; attempt < 8; attempt++) {
         hk_meeting_t m;
         int rc = hk_store_meeting_get(store, -1, id, &m);
@@ -232,7 +238,7 @@ int hk_lifecycle_transition(hk_store_t *store, int64_t id, const char *to, const
         json_array_append_new(list, t);
         int64_t start = 0, end = 0;
         if (strcmp(to, "active") == 0 && m.start_time == 0)
-            start = now;
+            start = start_ms > 0 ? start_ms : now;
         if (hk_meeting_status_terminal(to)) {
             end = now;
             hk_json_set_str_or_null(data, "completion_reason", reason);

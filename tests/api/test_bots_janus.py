@@ -84,7 +84,7 @@ def test_janus_bot_transcribes_room_and_stops(make_server, janus, speech):
         assert m["constructed_meeting_url"] == janus.url + "?room=1234"
         assert "meeting_token" not in m
         mid = m["id"]
-        statuses, texts, speakers = [], [], set()
+        statuses, texts, speakers, held = [], [], set(), {}
 
         async def drain(until, timeout):
             deadline = time.time() + timeout
@@ -98,6 +98,7 @@ def test_janus_bot_transcribes_room_and_stops(make_server, janus, speech):
                     statuses.append(o["payload"]["status"])
                 elif o.get("type") == "transcript.mutable":
                     for s in o.get("payload", {}).get("segments", []):
+                        held[s["segment_id"]] = s
                         texts.append(s.get("text", ""))
                         if s.get("speaker"):
                             speakers.add(s["speaker"])
@@ -125,9 +126,9 @@ def test_janus_bot_transcribes_room_and_stops(make_server, janus, speech):
         await drain(lambda: "completed" in statuses or "failed" in statuses, 30)
         assert "stopping" in statuses and statuses[-1] == "completed", statuses
         await live.close()
-        return mid, pid, speakers
+        return mid, pid, speakers, held
 
-    mid, pid, speakers = run(scenario())
+    mid, pid, speakers, held = run(scenario())
     m = meeting_of(server, token, mid)
     assert m["status"] == "completed" and m["data"]["completion_reason"] == "stopped", m
     sources = [(t["to"], t["source"]) for t in m["data"]["status_transition"]]
@@ -136,6 +137,14 @@ def test_janus_bot_transcribes_room_and_stops(make_server, janus, speech):
     tr = server.request("GET", "/transcripts/janus/1234", headers=uh(token)).json()
     words = " ".join(s["text"] for s in tr["segments"])
     assert words.strip(), tr
+    # Live frames and the stored transcript put the same segment at the same wall-clock time
+    # (both are the meeting's start_time + start; the bot connected before it became active).
+    seen = [s for s in tr["segments"] if s["segment_id"] in held]
+    assert seen, (tr, held)
+    for s in seen:
+        h = held[s["segment_id"]]
+        assert (h["start"], h["absolute_start_time"], h["absolute_end_time"]) == \
+            (s["start"], s["absolute_start_time"], s["absolute_end_time"]), (h, s)
     wait_for(lambda: not pid_alive(pid), 10, "the bot process to exit")
     r = server.request("GET", "/bots/status", headers=uh(token))
     assert not [b for b in r.json()["running_bots"] if b["meeting_id"] == mid]
