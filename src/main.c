@@ -207,6 +207,7 @@ static int start_pipeline(hk_app_t *app)
         .max_utterance_s = cfg->asr_max_utterance_s,
         .partial_interval_ms = (unsigned)cfg->asr_partial_interval_ms,
         .endpoint_ms = (unsigned)cfg->asr_endpoint_ms,
+        .max_hmms_per_frame = (unsigned)cfg->asr_max_hmms,
         .max_sessions = (unsigned)cfg->asr_max_sessions,
     };
     uint64_t t = hk_time_mono_ns();

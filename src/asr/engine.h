@@ -26,6 +26,7 @@ typedef struct {
     double max_utterance_s;       /* an utterance is cut here even mid-speech; default 20 */
     unsigned partial_interval_ms; /* partial results at most once per this much audio; 250 */
     unsigned endpoint_ms;         /* silence after speech that ends an utterance; default 300 */
+    unsigned max_hmms_per_frame;  /* search width (PocketSphinx -maxhmmpf); default 5000 */
     size_t session_queue_max_s;   /* audio one session may have queued, seconds; default 30 */
     size_t queue_max_s;           /* audio all sessions together may have queued, s; 300 */
     unsigned max_sessions;        /* open sessions at most; default pool_size * 8 */

@@ -577,10 +577,11 @@ static void save_cmn(worker_t *w, hk_asr_session_t *s)
 static int load(worker_t *w)
 {
     hk_asr_engine_t *e = w->e;
-    char post[16]; /* -vad_postspeech counts 10 ms frames */
+    char post[16], hmms[16]; /* -vad_postspeech counts 10 ms frames */
     snprintf(post, sizeof post, "%u", e->cfg.endpoint_ms / 10);
+    snprintf(hmms, sizeof hmms, "%u", e->cfg.max_hmms_per_frame);
     w->config = cmd_ln_init(NULL, ps_args(), TRUE, "-hmm", e->hmm, "-lm", e->lm, "-dict", e->dict,
-                            "-vad_postspeech", post, NULL);
+                            "-vad_postspeech", post, "-maxhmmpf", hmms, NULL);
     if (!w->config)
         return HK_EINVAL;
     w->ps = ps_init(w->config);
@@ -811,6 +812,8 @@ int hk_asr_engine_new(uv_loop_t *loop, const hk_asr_config_t *cfg, hk_asr_engine
         c.partial_interval_ms = 250;
     if (c.endpoint_ms == 0)
         c.endpoint_ms = 300;
+    if (c.max_hmms_per_frame == 0)
+        c.max_hmms_per_frame = 5000;
     if (c.session_queue_max_s == 0)
         c.session_queue_max_s = 30;
     if (c.queue_max_s == 0)
@@ -818,7 +821,7 @@ int hk_asr_engine_new(uv_loop_t *loop, const hk_asr_config_t *cfg, hk_asr_engine
     if (c.max_sessions == 0)
         c.max_sessions = c.pool_size * 8;
     if (c.pool_size > 256 || c.max_utterance_s < 1 || c.max_utterance_s > 600 ||
-        c.endpoint_ms < 20 || c.endpoint_ms > 10000 ||
+        c.endpoint_ms < 20 || c.endpoint_ms > 10000 || c.max_hmms_per_frame < 100 ||
         c.partial_interval_ms > 60000 || c.session_queue_max_s > 3600 || c.queue_max_s > 36000)
         return HK_EINVAL;
 

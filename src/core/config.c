@@ -66,6 +66,8 @@ static const opt_t opts[] = {
      "partial results at most this often"},
     {"asr_endpoint_ms", T_INT, OFF(asr_endpoint_ms), "300", 100, 3000, false,
      "silence after speech that ends an utterance (its segment completes then)"},
+    {"asr_max_hmms", T_INT, OFF(asr_max_hmms), "5000", 100, 100000, false,
+     "recogniser search width: HMMs evaluated per 10 ms frame (more: slower, rarely better)"},
     {"asr_max_utterance_s", T_INT, OFF(asr_max_utterance_s), "20", 2, 120, false,
      "an utterance is cut after this long even without a pause"},
     {"stream_idle_timeout_ms", T_INT, OFF(stream_idle_timeout_ms), "60000", 0, 86400000, false,

@@ -31,6 +31,7 @@ typedef struct {
     int asr_max_sessions; /* open recognition sessions; 0 = 8 per decoder */
     int asr_partial_interval_ms;
     int asr_endpoint_ms;
+    int asr_max_hmms;
     int asr_max_utterance_s;
     int stream_idle_timeout_ms; /* a stream meeting completes this long after its last session */
     size_t max_ws_message_bytes;
