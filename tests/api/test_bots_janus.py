@@ -183,6 +183,32 @@ def test_janus_bot_leaves_when_alone_and_pin_room_works(make_server, janus):
     assert m["status"] == "completed" and m["data"]["completion_reason"] == "left_alone", m
 
 
+def test_janus_bot_leaves_at_max_duration(make_server, janus):
+    """A participant stays in the room (so left_alone cannot fire); the bot leaves at
+    max_duration_s, from its own timer, and nothing is left behind."""
+    server = make_server()
+    _, token = server.new_user()
+    companion = RtpSpeaker(janus.url, 1234, "Carol")
+    try:
+        t0 = time.time()
+        r = server.request("POST", "/bots", headers=uh(token),
+                           json=bot_body(janus, 1234, automatic_leave={
+                               "max_duration_s": 3, "max_time_left_alone_s": 600}))
+        assert r.status_code == 201, r.text
+        mid = r.json()["id"]
+        m = wait_for(lambda: (lambda x: x if x["status"] in ("completed", "failed") else None)(
+            meeting_of(server, token, mid)), 30, "the bot to leave")
+        took = time.time() - t0
+    finally:
+        companion.close()
+    assert m["status"] == "completed" and m["data"]["completion_reason"] == "max_duration", m
+    assert took >= 3.0, took
+    assert ("active", "bot") in [(t["to"], t["source"]) for t in m["data"]["status_transition"]]
+    wait_for(lambda: "op=leave reason=max_duration" in server.log(), 10, "the bot's leave line")
+    r = server.request("GET", "/bots/status", headers=uh(token))
+    assert not [b for b in r.json()["running_bots"] if b["meeting_id"] == mid], r.text
+
+
 def test_janus_bot_validation(make_server, janus):
     server = make_server(args=["--max-bots", "1"])
     _, token = server.new_user()
