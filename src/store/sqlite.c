@@ -353,6 +353,67 @@ static int bind_error(conn_t *c, const char *op)
     return db_error(c, op, rc);
 }
 
+/* One parameter of a statement, bound in order to ?1, ?2, ...: written with the P_* macros and
+ * handed to the helpers below as PARAMS(P_I64(id), P_TEXT(name), ...). */
+typedef struct {
+    enum { PT_I64, PT_OPT_I64, PT_DOUBLE, PT_TEXT, PT_JSON, PT_JSON_OBJ } type;
+    union {
+        int64_t i;
+        double d;
+        const char *s;
+        const json_t *j;
+    } v;
+} param_t;
+
+#define P_I64(x) ((param_t){.type = PT_I64, .v.i = (x)})
+#define P_OPT_I64(x) ((param_t){.type = PT_OPT_I64, .v.i = (x)}) /* 0 binds NULL */
+#define P_DOUBLE(x) ((param_t){.type = PT_DOUBLE, .v.d = (x)})
+#define P_TEXT(x) ((param_t){.type = PT_TEXT, .v.s = (x)})         /* NULL binds NULL */
+#define P_JSON(x) ((param_t){.type = PT_JSON, .v.j = (x)})         /* NULL binds NULL */
+#define P_JSON_OBJ(x) ((param_t){.type = PT_JSON_OBJ, .v.j = (x)}) /* NULL binds {} */
+
+/* Expands to the two arguments (array, count) that the statement helpers take last. */
+#define PARAMS(...)                                                                                \
+    (const param_t[]){__VA_ARGS__}, sizeof((const param_t[]){__VA_ARGS__}) / sizeof(param_t)
+
+static bool bind_param(sqlite3_stmt *st, int i, const param_t *p)
+{
+    switch (p->type) {
+    case PT_I64:
+        return bind_i64(st, i, p->v.i);
+    case PT_OPT_I64:
+        return bind_opt_i64(st, i, p->v.i);
+    case PT_DOUBLE:
+        return bind_double(st, i, p->v.d);
+    case PT_TEXT:
+        return bind_text(st, i, p->v.s);
+    case PT_JSON:
+        return bind_json(st, i, p->v.j);
+    case PT_JSON_OBJ:
+        /* What json_dumps() writes for an empty object. */
+        return p->v.j ? bind_json(st, i, p->v.j) : bind_text(st, i, "{}");
+    }
+    return false;
+}
+
+/* The cached statement `id` with the n params bound, in *st; 0, or the logged error with the
+ * statement left reset. */
+static int bind_all(conn_t *c, int id, const char *op, sqlite3_stmt **st, const param_t *p,
+                    size_t n)
+{
+    *st = stmt(c, id, op);
+    if (*st == NULL)
+        return HK_ESTORE;
+    for (size_t i = 0; i < n; i++) {
+        if (!bind_param(*st, (int)i + 1, &p[i])) {
+            int rc = bind_error(c, op);
+            done(*st);
+            return rc;
+        }
+    }
+    return 0;
+}
+
 /* ---- column readers ---- */
 
 /* Copies a text column; *ok turns false on allocation failure. SQL NULL gives NULL. */
@@ -501,6 +562,47 @@ static int read_token_v(sqlite3_stmt *st, void *p)
 {
     read_token(st, p);
     return 0;
+}
+
+/* A single integer column (count(*), id, min()) into an int64_t. */
+static int read_i64_v(sqlite3_stmt *st, void *p)
+{
+    *(int64_t *)p = sqlite3_column_int64(st, 0);
+    return 0;
+}
+
+/* Runs a bound write statement to completion; returns 0 or a logged error. */
+static int exec_write(conn_t *c, sqlite3_stmt *st, const char *op)
+{
+    int rc = step(c, st, op);
+    done(st);
+    return rc < 0 ? rc : 0;
+}
+
+/* Runs statement `id`, which returns no rows, with the params bound; 0 or the logged error. */
+static int exec_stmt(conn_t *c, int id, const char *op, const param_t *p, size_t n)
+{
+    sqlite3_stmt *st;
+    int rc = bind_all(c, id, op, &st, p, n);
+    return rc != 0 ? rc : exec_write(c, st, op);
+}
+
+/* exec_stmt() for a write that must change a row: HK_ENOTFOUND when it changed none. */
+static int exec_changed(conn_t *c, int id, const char *op, const param_t *p, size_t n)
+{
+    int rc = exec_stmt(c, id, op, p, n);
+    if (rc == 0 && sqlite3_changes(c->db) == 0)
+        rc = HK_ENOTFOUND;
+    return rc;
+}
+
+/* Runs query `id` with the params bound and reads its one row with `read` (fetch_one()). */
+static int query_one(conn_t *c, int id, const char *op, int (*read)(sqlite3_stmt *, void *),
+                     void *out, const param_t *p, size_t n)
+{
+    sqlite3_stmt *st;
+    int rc = bind_all(c, id, op, &st, p, n);
+    return rc != 0 ? rc : fetch_one(c, st, op, read, out);
 }
 
 /* Runs a bound SELECT and collects every row into a malloc'd array of `size`-byte elements
@@ -716,36 +818,12 @@ static int sq_ping(void *impl)
 /* Reads the user `id` on an acquired connection (inside or outside a transaction). */
 static int user_get_c(conn_t *c, int64_t id, hk_user_t *out, const char *op)
 {
-    sqlite3_stmt *st = stmt(c, ST_USER_GET, op);
-    if (st == NULL)
-        return HK_ESTORE;
-    if (!bind_i64(st, 1, id)) {
-        int rc = bind_error(c, op);
-        done(st);
-        return rc;
-    }
-    return fetch_one(c, st, op, read_user_v, out);
+    return query_one(c, ST_USER_GET, op, read_user_v, out, PARAMS(P_I64(id)));
 }
 
 static int user_get_email_c(conn_t *c, const char *email, hk_user_t *out, const char *op)
 {
-    sqlite3_stmt *st = stmt(c, ST_USER_GET_EMAIL, op);
-    if (st == NULL)
-        return HK_ESTORE;
-    if (!bind_text(st, 1, email)) {
-        int rc = bind_error(c, op);
-        done(st);
-        return rc;
-    }
-    return fetch_one(c, st, op, read_user_v, out);
-}
-
-/* Runs a bound write statement to completion; returns 0 or a logged error. */
-static int exec_write(conn_t *c, sqlite3_stmt *st, const char *op)
-{
-    int rc = step(c, st, op);
-    done(st);
-    return rc < 0 ? rc : 0;
+    return query_one(c, ST_USER_GET_EMAIL, op, read_user_v, out, PARAMS(P_TEXT(email)));
 }
 
 static int sq_user_upsert(void *impl, const char *email, const char *name, int max_bots,
@@ -981,18 +1059,7 @@ static int update_by_id(sqlite_store_t *S, int id_stmt, int64_t id, int64_t valu
     conn_t *c = acquire(S);
     int rc = tx_begin(c, op);
     if (rc == 0) {
-        sqlite3_stmt *st = stmt(c, id_stmt, op);
-        rc = HK_ESTORE;
-        if (st != NULL) {
-            if (!bind_i64(st, 1, id) || !bind_i64(st, 2, value)) {
-                rc = bind_error(c, op);
-                done(st);
-            } else {
-                rc = exec_write(c, st, op);
-            }
-        }
-        if (rc == 0 && sqlite3_changes(c->db) == 0)
-            rc = HK_ENOTFOUND;
+        rc = exec_changed(c, id_stmt, op, PARAMS(P_I64(id), P_I64(value)));
         rc = tx_end(c, rc, op);
     }
     release(S, c);
@@ -1008,83 +1075,34 @@ static int sq_token_touch(void *impl, int64_t token_id, int64_t at_ms)
 /* Reads meeting `id` (of user_id, or any user when negative) on an acquired connection. */
 static int meeting_get_c(conn_t *c, int64_t user_id, int64_t id, hk_meeting_t *out, const char *op)
 {
-    sqlite3_stmt *st = stmt(c, ST_MEETING_GET, op);
-    if (st == NULL)
-        return HK_ESTORE;
-    if (!bind_i64(st, 1, id) || !bind_i64(st, 2, user_id)) {
-        int rc = bind_error(c, op);
-        done(st);
-        return rc;
-    }
-    return fetch_one(c, st, op, read_meeting_v, out);
-}
-
-/* Reads a single integer column of a bound one-row query (count(*), id). */
-static int fetch_i64(conn_t *c, sqlite3_stmt *st, const char *op, int64_t *v)
-{
-    int rc = step(c, st, op);
-    if (rc == SQLITE_ROW) {
-        *v = sqlite3_column_int64(st, 0);
-        rc = 0;
-    } else if (rc == SQLITE_DONE) {
-        rc = HK_ENOTFOUND;
-    }
-    done(st);
-    return rc;
+    return query_one(c, ST_MEETING_GET, op, read_meeting_v, out, PARAMS(P_I64(id), P_I64(user_id)));
 }
 
 static int meeting_create_c(conn_t *c, const hk_meeting_t *in, int max_active, const char *op)
 {
     /* Duplicate first: asking again for a meeting that is already running is a 409 even when the
      * user is at the limit, which tells the client more than a 429 would. */
-    sqlite3_stmt *st = stmt(c, ST_MEETING_ACTIVE_DUP, op);
-    if (st == NULL)
-        return HK_ESTORE;
     int64_t v = 0;
-    if (!bind_i64(st, 1, in->user_id) || !bind_text(st, 2, in->platform) ||
-        !bind_text(st, 3, in->native_meeting_id)) {
-        int rc = bind_error(c, op);
-        done(st);
-        return rc;
-    }
-    int rc = fetch_i64(c, st, op, &v);
+    int rc =
+        query_one(c, ST_MEETING_ACTIVE_DUP, op, read_i64_v, &v,
+                  PARAMS(P_I64(in->user_id), P_TEXT(in->platform), P_TEXT(in->native_meeting_id)));
     if (rc == 0)
         return HK_ECONFLICT;
     if (rc != HK_ENOTFOUND)
         return rc;
 
     if (max_active >= 0 && !hk_meeting_status_terminal(in->status)) {
-        st = stmt(c, ST_MEETING_COUNT_ACTIVE, op);
-        if (st == NULL)
-            return HK_ESTORE;
-        if (!bind_i64(st, 1, in->user_id)) {
-            rc = bind_error(c, op);
-            done(st);
-            return rc;
-        }
-        rc = fetch_i64(c, st, op, &v);
+        rc = query_one(c, ST_MEETING_COUNT_ACTIVE, op, read_i64_v, &v, PARAMS(P_I64(in->user_id)));
         if (rc != 0)
             return rc;
         if (v >= max_active)
             return HK_ELIMIT;
     }
 
-    st = stmt(c, ST_MEETING_INSERT, op);
-    if (st == NULL)
-        return HK_ESTORE;
-    json_t *empty = json_object();
-    if (empty == NULL || !bind_i64(st, 1, in->user_id) || !bind_text(st, 2, in->platform) ||
-        !bind_text(st, 3, in->native_meeting_id) || !bind_text(st, 4, in->status) ||
-        !bind_opt_i64(st, 5, in->start_time) || !bind_opt_i64(st, 6, in->end_time) ||
-        !bind_json(st, 7, in->data ? in->data : empty) ||
-        !bind_json(st, 8, in->config ? in->config : empty) || !bind_i64(st, 9, hk_time_now_ms())) {
-        rc = bind_error(c, op);
-        done(st);
-    } else {
-        rc = exec_write(c, st, op);
-    }
-    json_decref(empty);
-    return rc;
+    return exec_stmt(c, ST_MEETING_INSERT, op,
+                     PARAMS(P_I64(in->user_id), P_TEXT(in->platform), P_TEXT(in->native_meeting_id),
+                            P_TEXT(in->status), P_OPT_I64(in->start_time), P_OPT_I64(in->end_time),
+                            P_JSON_OBJ(in->data), P_JSON_OBJ(in->config), P_I64(hk_time_now_ms())));
 }
 
 /* ---- webhook outbox ---- */
@@ -1168,15 +1186,7 @@ static void free_deliveries_v(void *v, size_t n)
 /* The user's webhook on an acquired connection; HK_ENOTFOUND when none. */
 static int webhook_get_c(conn_t *c, int64_t user_id, hk_webhook_cfg_t *out, const char *op)
 {
-    sqlite3_stmt *st = stmt(c, ST_WH_GET, op);
-    if (st == NULL)
-        return HK_ESTORE;
-    if (!bind_i64(st, 1, user_id)) {
-        int rc = bind_error(c, op);
-        done(st);
-        return rc;
-    }
-    return fetch_one(c, st, op, read_webhook_v, out);
+    return query_one(c, ST_WH_GET, op, read_webhook_v, out, PARAMS(P_I64(user_id)));
 }
 
 /* True when the filter (array of types, NULL = all) takes `type`. */
@@ -1199,16 +1209,8 @@ static bool filter_takes(const json_t *events, const char *type)
 static int delivery_insert_c(conn_t *c, int64_t event_row, int64_t user_id, int64_t meeting_id,
                              int64_t now, const char *op)
 {
-    sqlite3_stmt *st = stmt(c, ST_DLV_INSERT, op);
-    if (st == NULL)
-        return HK_ESTORE;
-    if (!bind_i64(st, 1, event_row) || !bind_i64(st, 2, user_id) ||
-        !bind_opt_i64(st, 3, meeting_id) || !bind_i64(st, 4, now)) {
-        int rc = bind_error(c, op);
-        done(st);
-        return rc;
-    }
-    return exec_write(c, st, op);
+    return exec_stmt(c, ST_DLV_INSERT, op,
+                     PARAMS(P_I64(event_row), P_I64(user_id), P_OPT_I64(meeting_id), P_I64(now)));
 }
 
 /* Inside the caller's transaction: builds the events of meeting `m` (as just written), stores
@@ -1217,15 +1219,7 @@ static int events_write_c(conn_t *c, const hk_store_events_t *ev, const hk_meeti
                           const char *op)
 {
     int64_t segments = 0;
-    sqlite3_stmt *st = stmt(c, ST_SEGMENT_COUNT, op);
-    if (st == NULL)
-        return HK_ESTORE;
-    if (!bind_i64(st, 1, m->id)) {
-        int rc = bind_error(c, op);
-        done(st);
-        return rc;
-    }
-    int rc = fetch_i64(c, st, op, &segments);
+    int rc = query_one(c, ST_SEGMENT_COUNT, op, read_i64_v, &segments, PARAMS(P_I64(m->id)));
     if (rc != 0)
         return rc;
     json_t *list = ev->build(m, segments, ev->arg);
@@ -1250,20 +1244,14 @@ static int events_write_c(conn_t *c, const hk_store_events_t *ev, const hk_meeti
         const char *event_id = json_string_value(json_object_get(e, "event_id"));
         const char *type = json_string_value(json_object_get(e, "event_type"));
         char *payload = json_dumps(e, JSON_COMPACT);
-        st = stmt(c, ST_EVENT_INSERT, op);
-        if (event_id == NULL || type == NULL || payload == NULL || st == NULL) {
+        if (event_id == NULL || type == NULL || payload == NULL) {
             free(payload);
-            rc = st == NULL ? HK_ESTORE : HK_EINVAL;
+            rc = HK_EINVAL;
             break;
         }
-        if (!bind_text(st, 1, event_id) || !bind_i64(st, 2, m->user_id) ||
-            !bind_i64(st, 3, m->id) || !bind_text(st, 4, type) || !bind_text(st, 5, payload) ||
-            !bind_i64(st, 6, now)) {
-            rc = bind_error(c, op);
-            done(st);
-        } else {
-            rc = exec_write(c, st, op);
-        }
+        rc = exec_stmt(c, ST_EVENT_INSERT, op,
+                       PARAMS(P_TEXT(event_id), P_I64(m->user_id), P_I64(m->id), P_TEXT(type),
+                              P_TEXT(payload), P_I64(now)));
         free(payload);
         if (rc == 0 && has_webhook && filter_takes(wh.events, type)) {
             rc = delivery_insert_c(c, sqlite3_last_insert_rowid(c->db), m->user_id, m->id, now, op);
@@ -1416,26 +1404,16 @@ static int sq_meeting_set_data(void *impl, int64_t id, const json_t *data, hk_me
     return rc;
 }
 
+static int read_terminal_v(sqlite3_stmt *st, void *p)
+{
+    *(bool *)p = hk_meeting_status_terminal((const char *)sqlite3_column_text(st, 0));
+    return 0;
+}
+
 /* Whether meeting `id` is in a terminal status: 0 and *terminal, or HK_ENOTFOUND. */
 static int meeting_status_c(conn_t *c, int64_t id, bool *terminal, const char *op)
 {
-    sqlite3_stmt *st = stmt(c, ST_MEETING_STATUS, op);
-    if (st == NULL)
-        return HK_ESTORE;
-    if (!bind_i64(st, 1, id)) {
-        int rc = bind_error(c, op);
-        done(st);
-        return rc;
-    }
-    int rc = step(c, st, op);
-    if (rc == SQLITE_ROW) {
-        *terminal = hk_meeting_status_terminal((const char *)sqlite3_column_text(st, 0));
-        rc = 0;
-    } else if (rc == SQLITE_DONE) {
-        rc = HK_ENOTFOUND;
-    }
-    done(st);
-    return rc;
+    return query_one(c, ST_MEETING_STATUS, op, read_terminal_v, terminal, PARAMS(P_I64(id)));
 }
 
 static int sq_meeting_set_status(void *impl, int64_t id, const char *expect_status,
@@ -1485,15 +1463,7 @@ static int sq_meeting_set_status(void *impl, int64_t id, const char *expect_stat
 /* Runs a statement with the meeting id bound to ?1 and nothing else. */
 static int exec_by_meeting(conn_t *c, int id_stmt, int64_t meeting_id, const char *op)
 {
-    sqlite3_stmt *st = stmt(c, id_stmt, op);
-    if (st == NULL)
-        return HK_ESTORE;
-    if (!bind_i64(st, 1, meeting_id)) {
-        int rc = bind_error(c, op);
-        done(st);
-        return rc;
-    }
-    return exec_write(c, st, op);
+    return exec_stmt(c, id_stmt, op, PARAMS(P_I64(meeting_id)));
 }
 
 static int sq_meeting_purge(void *impl, int64_t id, const json_t *data)
@@ -1629,16 +1599,7 @@ static int sq_segments_count(void *impl, int64_t meeting_id, int64_t *n)
     static const char op[] = "segments_count";
     sqlite_store_t *S = impl;
     conn_t *c = acquire(S);
-    sqlite3_stmt *st = stmt(c, ST_SEGMENT_COUNT, op);
-    int rc = HK_ESTORE;
-    if (st != NULL) {
-        if (!bind_i64(st, 1, meeting_id)) {
-            rc = bind_error(c, op);
-            done(st);
-        } else {
-            rc = fetch_i64(c, st, op, n);
-        }
-    }
+    int rc = query_one(c, ST_SEGMENT_COUNT, op, read_i64_v, n, PARAMS(P_I64(meeting_id)));
     release(S, c);
     return rc;
 }
@@ -1719,15 +1680,7 @@ static int sq_analytics(void *impl, int64_t user_id, int64_t since_ms, int64_t t
 /* Runs a write with user_id on ?1 and a time on ?2. */
 static int exec_user_time(conn_t *c, int id_stmt, int64_t user_id, int64_t t, const char *op)
 {
-    sqlite3_stmt *st = stmt(c, id_stmt, op);
-    if (st == NULL)
-        return HK_ESTORE;
-    if (!bind_i64(st, 1, user_id) || !bind_i64(st, 2, t)) {
-        int rc = bind_error(c, op);
-        done(st);
-        return rc;
-    }
-    return exec_write(c, st, op);
+    return exec_stmt(c, id_stmt, op, PARAMS(P_I64(user_id), P_I64(t)));
 }
 
 static int sq_webhook_put(void *impl, int64_t user_id, const char *url, bool set_secret,
@@ -1900,18 +1853,8 @@ static int sq_webhook_claim(void *impl, int64_t now, int limit, hk_delivery_t **
         }
         if (rc == 0 && *n > 0 && st == NULL)
             rc = HK_ESTORE;
-        if (rc == 0) {
-            st = stmt(c, ST_DLV_NEXT_DUE, op);
-            rc = HK_ESTORE;
-            if (st != NULL) {
-                if (!bind_i64(st, 1, now)) {
-                    rc = bind_error(c, op);
-                    done(st);
-                } else {
-                    rc = fetch_i64(c, st, op, next_due);
-                }
-            }
-        }
+        if (rc == 0)
+            rc = query_one(c, ST_DLV_NEXT_DUE, op, read_i64_v, next_due, PARAMS(P_I64(now)));
         rc = tx_end(c, rc, op);
     }
     release(S, c);
