@@ -396,15 +396,15 @@ static bool bind_param(sqlite3_stmt *st, int i, const param_t *p)
     return false;
 }
 
-/* The cached statement `id` with the n params bound, in *st; 0, or the logged error with the
+/* The cached statement `id` with the np params bound, in *st; 0, or the logged error with the
  * statement left reset. */
 static int bind_all(conn_t *c, int id, const char *op, sqlite3_stmt **st, const param_t *p,
-                    size_t n)
+                    size_t np)
 {
     *st = stmt(c, id, op);
     if (*st == NULL)
         return HK_ESTORE;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < np; i++) {
         if (!bind_param(*st, (int)i + 1, &p[i])) {
             int rc = bind_error(c, op);
             done(*st);
@@ -528,21 +528,7 @@ static int read_segment(sqlite3_stmt *st, hk_segment_t *g)
     return 0;
 }
 
-/* Runs a bound SELECT expected to return at most one row, reading it with `read`.
- * HK_ENOTFOUND when there is none. Leaves the statement reset. */
-static int fetch_one(conn_t *c, sqlite3_stmt *st, const char *op,
-                     int (*read)(sqlite3_stmt *, void *), void *out)
-{
-    int rc = step(c, st, op);
-    if (rc == SQLITE_ROW)
-        rc = read(st, out);
-    else if (rc == SQLITE_DONE)
-        rc = HK_ENOTFOUND;
-    done(st);
-    return rc;
-}
-
-/* Adapters so fetch_one/fetch_all can take the typed readers. */
+/* Adapters so the statement helpers can take the typed readers. */
 static int read_user_v(sqlite3_stmt *st, void *p)
 {
     return read_user(st, p);
@@ -571,81 +557,6 @@ static int read_i64_v(sqlite3_stmt *st, void *p)
     return 0;
 }
 
-/* Runs a bound write statement to completion; returns 0 or a logged error. */
-static int exec_write(conn_t *c, sqlite3_stmt *st, const char *op)
-{
-    int rc = step(c, st, op);
-    done(st);
-    return rc < 0 ? rc : 0;
-}
-
-/* Runs statement `id`, which returns no rows, with the params bound; 0 or the logged error. */
-static int exec_stmt(conn_t *c, int id, const char *op, const param_t *p, size_t n)
-{
-    sqlite3_stmt *st;
-    int rc = bind_all(c, id, op, &st, p, n);
-    return rc != 0 ? rc : exec_write(c, st, op);
-}
-
-/* exec_stmt() for a write that must change a row: HK_ENOTFOUND when it changed none. */
-static int exec_changed(conn_t *c, int id, const char *op, const param_t *p, size_t n)
-{
-    int rc = exec_stmt(c, id, op, p, n);
-    if (rc == 0 && sqlite3_changes(c->db) == 0)
-        rc = HK_ENOTFOUND;
-    return rc;
-}
-
-/* Runs query `id` with the params bound and reads its one row with `read` (fetch_one()). */
-static int query_one(conn_t *c, int id, const char *op, int (*read)(sqlite3_stmt *, void *),
-                     void *out, const param_t *p, size_t n)
-{
-    sqlite3_stmt *st;
-    int rc = bind_all(c, id, op, &st, p, n);
-    return rc != 0 ? rc : fetch_one(c, st, op, read, out);
-}
-
-/* Runs a bound SELECT and collects every row into a malloc'd array of `size`-byte elements
- * (NULL when empty). On failure disposes the rows read so far with `dispose_all` and returns the
- * error. Leaves the statement reset. */
-static int fetch_all(conn_t *c, sqlite3_stmt *st, const char *op, size_t size,
-                     int (*read)(sqlite3_stmt *, void *), void (*dispose_all)(void *, size_t),
-                     void **out, size_t *n)
-{
-    char *v = NULL;
-    size_t len = 0, cap = 0;
-    int rc;
-    while ((rc = step(c, st, op)) == SQLITE_ROW) {
-        if (len == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            char *nv = realloc(v, ncap * size);
-            if (nv == NULL) {
-                rc = HK_ENOMEM;
-                break;
-            }
-            v = nv;
-            cap = ncap;
-        }
-        memset(v + len * size, 0, size);
-        rc = read(st, v + len * size);
-        if (rc != 0)
-            break;
-        len++;
-    }
-    done(st);
-    if (rc != SQLITE_DONE) {
-        dispose_all(v, len);
-        return rc < 0 ? rc : HK_ESTORE;
-    }
-    if (len == 0) {
-        free(v);
-        v = NULL;
-    }
-    *out = v;
-    *n = len;
-    return 0;
-}
-
 static void free_users_v(void *v, size_t n)
 {
     hk_store_free_users(v, n);
@@ -665,6 +576,109 @@ static void free_plain_v(void *v, size_t n)
 {
     HK_UNUSED(n);
     free(v);
+}
+
+/* How query_all() builds an array of one struct type: element size, row reader, and how to free
+ * the rows read so far when it fails. */
+typedef struct {
+    size_t size;
+    int (*read)(sqlite3_stmt *, void *);
+    void (*dispose_all)(void *, size_t);
+} row_type_t;
+
+static const row_type_t user_rows = {sizeof(hk_user_t), read_user_v, free_users_v};
+static const row_type_t token_rows = {sizeof(hk_token_t), read_token_v, free_plain_v};
+static const row_type_t meeting_rows = {sizeof(hk_meeting_t), read_meeting_v, free_meetings_v};
+static const row_type_t segment_rows = {sizeof(hk_segment_t), read_segment_v, free_segments_v};
+
+/* ---- running one statement ---- */
+
+/* Each helper takes the cached statement `id`, binds the np params (PARAMS(...)) to ?1..?np,
+ * runs it and leaves it reset; errors are logged and mapped by db_error()/bind_error(). */
+
+/* Steps a bound write statement to completion; returns 0 or a logged error. */
+static int exec_write(conn_t *c, sqlite3_stmt *st, const char *op)
+{
+    int rc = step(c, st, op);
+    done(st);
+    return rc < 0 ? rc : 0;
+}
+
+/* Runs statement `id`, which returns no rows; 0 or the logged error. */
+static int exec_stmt(conn_t *c, int id, const char *op, const param_t *p, size_t np)
+{
+    sqlite3_stmt *st;
+    int rc = bind_all(c, id, op, &st, p, np);
+    return rc != 0 ? rc : exec_write(c, st, op);
+}
+
+/* exec_stmt() for a write that must change a row: HK_ENOTFOUND when it changed none. */
+static int exec_changed(conn_t *c, int id, const char *op, const param_t *p, size_t np)
+{
+    int rc = exec_stmt(c, id, op, p, np);
+    if (rc == 0 && sqlite3_changes(c->db) == 0)
+        rc = HK_ENOTFOUND;
+    return rc;
+}
+
+/* Runs query `id`, which returns at most one row, and reads that row into `out` with `read`;
+ * HK_ENOTFOUND when there is none. */
+static int query_one(conn_t *c, int id, const char *op, int (*read)(sqlite3_stmt *, void *),
+                     void *out, const param_t *p, size_t np)
+{
+    sqlite3_stmt *st;
+    int rc = bind_all(c, id, op, &st, p, np);
+    if (rc != 0)
+        return rc;
+    rc = step(c, st, op);
+    if (rc == SQLITE_ROW)
+        rc = read(st, out);
+    else if (rc == SQLITE_DONE)
+        rc = HK_ENOTFOUND;
+    done(st);
+    return rc;
+}
+
+/* Runs query `id` and collects every row into a malloc'd array in *out (NULL when empty) and
+ * its length in *n. On failure disposes the rows read so far and returns the error. */
+static int query_all(conn_t *c, int id, const char *op, const row_type_t *rows, void **out,
+                     size_t *n, const param_t *p, size_t np)
+{
+    sqlite3_stmt *st;
+    int rc = bind_all(c, id, op, &st, p, np);
+    if (rc != 0)
+        return rc;
+    char *v = NULL;
+    size_t len = 0, cap = 0;
+    while ((rc = step(c, st, op)) == SQLITE_ROW) {
+        if (len == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            char *nv = realloc(v, ncap * rows->size);
+            if (nv == NULL) {
+                rc = HK_ENOMEM;
+                break;
+            }
+            v = nv;
+            cap = ncap;
+        }
+        memset(v + len * rows->size, 0, rows->size);
+        rc = rows->read(st, v + len * rows->size);
+        if (rc != 0)
+            break;
+        len++;
+    }
+    done(st);
+    if (rc != SQLITE_DONE) {
+        rows->dispose_all(v, len);
+        return rc < 0 ? rc : HK_ESTORE;
+    }
+    if (len == 0) {
+        free(v);
+        v = NULL;
+    }
+    *out = v;
+    *n = len;
+    return 0;
 }
 
 /* ---- pool ---- */
@@ -888,19 +902,9 @@ static int sq_user_list(void *impl, int limit, int offset, hk_user_t **out, size
     static const char op[] = "user_list";
     sqlite_store_t *S = impl;
     conn_t *c = acquire(S);
-    sqlite3_stmt *st = stmt(c, ST_USER_LIST, op);
-    int rc = HK_ESTORE;
-    if (st != NULL) {
-        /* A negative LIMIT means "no limit" to SQLite, which is what a negative limit means here.
-         */
-        if (!bind_i64(st, 1, limit) || !bind_i64(st, 2, offset)) {
-            rc = bind_error(c, op);
-            done(st);
-        } else {
-            rc =
-                fetch_all(c, st, op, sizeof(hk_user_t), read_user_v, free_users_v, (void **)out, n);
-        }
-    }
+    /* A negative LIMIT means "no limit" to SQLite, which is what a negative limit means here. */
+    int rc = query_all(c, ST_USER_LIST, op, &user_rows, (void **)out, n,
+                       PARAMS(P_I64(limit), P_I64(offset)));
     release(S, c);
     return rc;
 }
@@ -956,18 +960,9 @@ static int sq_token_create(void *impl, int64_t user_id, const char *hash_hex, hk
                 rc = exec_write(c, st, op);
             }
         }
-        if (rc == 0) {
-            st = stmt(c, ST_TOKEN_GET, op);
-            rc = HK_ESTORE;
-            if (st != NULL) {
-                if (!bind_i64(st, 1, sqlite3_last_insert_rowid(c->db))) {
-                    rc = bind_error(c, op);
-                    done(st);
-                } else {
-                    rc = fetch_one(c, st, op, read_token_v, out);
-                }
-            }
-        }
+        if (rc == 0)
+            rc = query_one(c, ST_TOKEN_GET, op, read_token_v, out,
+                           PARAMS(P_I64(sqlite3_last_insert_rowid(c->db))));
         rc = tx_end(c, rc, op);
     }
     release(S, c);
@@ -979,17 +974,7 @@ static int sq_token_list(void *impl, int64_t user_id, hk_token_t **out, size_t *
     static const char op[] = "token_list";
     sqlite_store_t *S = impl;
     conn_t *c = acquire(S);
-    sqlite3_stmt *st = stmt(c, ST_TOKEN_LIST, op);
-    int rc = HK_ESTORE;
-    if (st != NULL) {
-        if (!bind_i64(st, 1, user_id)) {
-            rc = bind_error(c, op);
-            done(st);
-        } else {
-            rc = fetch_all(c, st, op, sizeof(hk_token_t), read_token_v, free_plain_v, (void **)out,
-                           n);
-        }
-    }
+    int rc = query_all(c, ST_TOKEN_LIST, op, &token_rows, (void **)out, n, PARAMS(P_I64(user_id)));
     release(S, c);
     return rc;
 }
@@ -1183,6 +1168,9 @@ static void free_deliveries_v(void *v, size_t n)
     hk_store_free_deliveries(v, n);
 }
 
+static const row_type_t delivery_rows = {sizeof(hk_delivery_t), read_delivery_v, free_deliveries_v};
+static const row_type_t claim_rows = {sizeof(hk_delivery_t), read_claim_v, free_deliveries_v};
+
 /* The user's webhook on an acquired connection; HK_ENOTFOUND when none. */
 static int webhook_get_c(conn_t *c, int64_t user_id, hk_webhook_cfg_t *out, const char *op)
 {
@@ -1302,39 +1290,21 @@ static int sq_meeting_find(void *impl, int64_t user_id, const char *platform, co
     static const char op[] = "meeting_find";
     sqlite_store_t *S = impl;
     conn_t *c = acquire(S);
-    sqlite3_stmt *st = stmt(c, ST_MEETING_FIND, op);
-    int rc = HK_ESTORE;
-    if (st != NULL) {
-        if (!bind_i64(st, 1, user_id) || !bind_text(st, 2, platform) ||
-            !bind_text(st, 3, native_id)) {
-            rc = bind_error(c, op);
-            done(st);
-        } else {
-            rc = fetch_one(c, st, op, read_meeting_v, out);
-        }
-    }
+    int rc = query_one(c, ST_MEETING_FIND, op, read_meeting_v, out,
+                       PARAMS(P_I64(user_id), P_TEXT(platform), P_TEXT(native_id)));
     release(S, c);
     return rc;
 }
 
 /* One page of a user's rows, newest first: statement `id` takes ?1 user, ?2 "ids below" (none:
- * INT64_MAX) and ?3 limit; rows are read into an array as fetch_all() does. */
+ * INT64_MAX) and ?3 limit; rows are read into an array as query_all() does. */
 static int list_page(sqlite_store_t *S, int id, const char *op, int64_t user_id, int64_t before_id,
-                     int limit, size_t size, int (*read)(sqlite3_stmt *, void *),
-                     void (*dispose_all)(void *, size_t), void **out, size_t *n)
+                     int limit, const row_type_t *rows, void **out, size_t *n)
 {
     conn_t *c = acquire(S);
-    sqlite3_stmt *st = stmt(c, id, op);
-    int rc = HK_ESTORE;
-    if (st != NULL) {
-        if (!bind_i64(st, 1, user_id) || !bind_i64(st, 2, before_id > 0 ? before_id : INT64_MAX) ||
-            !bind_i64(st, 3, limit)) {
-            rc = bind_error(c, op);
-            done(st);
-        } else {
-            rc = fetch_all(c, st, op, size, read, dispose_all, out, n);
-        }
-    }
+    int rc = query_all(
+        c, id, op, rows, out, n,
+        PARAMS(P_I64(user_id), P_I64(before_id > 0 ? before_id : INT64_MAX), P_I64(limit)));
     release(S, c);
     return rc;
 }
@@ -1343,7 +1313,7 @@ static int sq_meeting_list(void *impl, int64_t user_id, int limit, int64_t befor
                            hk_meeting_t **out, size_t *n)
 {
     return list_page(impl, ST_MEETING_LIST, "meeting_list", user_id, before_id, limit,
-                     sizeof(hk_meeting_t), read_meeting_v, free_meetings_v, (void **)out, n);
+                     &meeting_rows, (void **)out, n);
 }
 
 static int sq_meeting_list_active(void *impl, int64_t user_id, hk_meeting_t **out, size_t *n)
@@ -1351,18 +1321,12 @@ static int sq_meeting_list_active(void *impl, int64_t user_id, hk_meeting_t **ou
     static const char op[] = "meeting_list_active";
     sqlite_store_t *S = impl;
     conn_t *c = acquire(S);
-    sqlite3_stmt *st =
-        stmt(c, user_id < 0 ? ST_MEETING_LIST_ACTIVE_ALL : ST_MEETING_LIST_ACTIVE, op);
-    int rc = HK_ESTORE;
-    if (st != NULL) {
-        if (user_id >= 0 && !bind_i64(st, 1, user_id)) {
-            rc = bind_error(c, op);
-            done(st);
-        } else {
-            rc = fetch_all(c, st, op, sizeof(hk_meeting_t), read_meeting_v, free_meetings_v,
-                           (void **)out, n);
-        }
-    }
+    int rc;
+    if (user_id < 0)
+        rc = query_all(c, ST_MEETING_LIST_ACTIVE_ALL, op, &meeting_rows, (void **)out, n, NULL, 0);
+    else
+        rc = query_all(c, ST_MEETING_LIST_ACTIVE, op, &meeting_rows, (void **)out, n,
+                       PARAMS(P_I64(user_id)));
     release(S, c);
     return rc;
 }
@@ -1579,17 +1543,8 @@ static int sq_segments_list(void *impl, int64_t meeting_id, hk_segment_t **out, 
     static const char op[] = "segments_list";
     sqlite_store_t *S = impl;
     conn_t *c = acquire(S);
-    sqlite3_stmt *st = stmt(c, ST_SEGMENT_LIST, op);
-    int rc = HK_ESTORE;
-    if (st != NULL) {
-        if (!bind_i64(st, 1, meeting_id)) {
-            rc = bind_error(c, op);
-            done(st);
-        } else {
-            rc = fetch_all(c, st, op, sizeof(hk_segment_t), read_segment_v, free_segments_v,
-                           (void **)out, n);
-        }
-    }
+    int rc = query_all(c, ST_SEGMENT_LIST, op, &segment_rows, (void **)out, n,
+                       PARAMS(P_I64(meeting_id)));
     release(S, c);
     return rc;
 }
@@ -1763,8 +1718,8 @@ static int sq_webhook_delete(void *impl, int64_t user_id)
 static int sq_delivery_list(void *impl, int64_t user_id, int limit, int64_t before_id,
                             hk_delivery_t **out, size_t *n)
 {
-    return list_page(impl, ST_DLV_LIST, "delivery_list", user_id, before_id, limit,
-                     sizeof(hk_delivery_t), read_delivery_v, free_deliveries_v, (void **)out, n);
+    return list_page(impl, ST_DLV_LIST, "delivery_list", user_id, before_id, limit, &delivery_rows,
+                     (void **)out, n);
 }
 
 static int sq_delivery_redeliver(void *impl, int64_t user_id, int64_t id, hk_delivery_t *out)
@@ -1803,18 +1758,9 @@ static int sq_delivery_redeliver(void *impl, int64_t user_id, int64_t id, hk_del
         }
         if (rc == 0)
             rc = delivery_insert_c(c, event_row, user_id, meeting_id, hk_time_now_ms(), op);
-        if (rc == 0) {
-            st = stmt(c, ST_DLV_GET, op);
-            rc = HK_ESTORE;
-            if (st != NULL) {
-                if (!bind_i64(st, 1, sqlite3_last_insert_rowid(c->db))) {
-                    rc = bind_error(c, op);
-                    done(st);
-                } else {
-                    rc = fetch_one(c, st, op, read_delivery_v, out);
-                }
-            }
-        }
+        if (rc == 0)
+            rc = query_one(c, ST_DLV_GET, op, read_delivery_v, out,
+                           PARAMS(P_I64(sqlite3_last_insert_rowid(c->db))));
         rc = tx_end(c, rc, op);
     }
     release(S, c);
@@ -1831,28 +1777,11 @@ static int sq_webhook_claim(void *impl, int64_t now, int limit, hk_delivery_t **
     conn_t *c = acquire(S);
     int rc = tx_begin(c, op);
     if (rc == 0) {
-        sqlite3_stmt *st = limit > 0 ? stmt(c, ST_DLV_CLAIM, op) : NULL;
-        rc = limit > 0 && st == NULL ? HK_ESTORE : 0;
-        if (st != NULL) {
-            if (!bind_i64(st, 1, now) || !bind_i64(st, 2, limit)) {
-                rc = bind_error(c, op);
-                done(st);
-            } else {
-                rc = fetch_all(c, st, op, sizeof(hk_delivery_t), read_claim_v, free_deliveries_v,
-                               (void **)out, n);
-            }
-        }
-        st = rc == 0 && *n > 0 ? stmt(c, ST_DLV_MARK_SENDING, op) : NULL;
-        for (size_t i = 0; st != NULL && rc == 0 && i < *n; i++) {
-            if (!bind_i64(st, 1, (*out)[i].id) || !bind_i64(st, 2, now)) {
-                rc = bind_error(c, op);
-                done(st);
-            } else {
-                rc = exec_write(c, st, op);
-            }
-        }
-        if (rc == 0 && *n > 0 && st == NULL)
-            rc = HK_ESTORE;
+        if (limit > 0)
+            rc = query_all(c, ST_DLV_CLAIM, op, &claim_rows, (void **)out, n,
+                           PARAMS(P_I64(now), P_I64(limit)));
+        for (size_t i = 0; rc == 0 && i < *n; i++)
+            rc = exec_stmt(c, ST_DLV_MARK_SENDING, op, PARAMS(P_I64((*out)[i].id), P_I64(now)));
         if (rc == 0)
             rc = query_one(c, ST_DLV_NEXT_DUE, op, read_i64_v, next_due, PARAMS(P_I64(now)));
         rc = tx_end(c, rc, op);
