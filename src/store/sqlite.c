@@ -557,6 +557,15 @@ static int read_i64_v(sqlite3_stmt *st, void *p)
     return 0;
 }
 
+/* Two integer columns (a pair of ids) into an int64_t[2]. */
+static int read_i64_pair_v(sqlite3_stmt *st, void *p)
+{
+    int64_t *v = p;
+    v[0] = sqlite3_column_int64(st, 0);
+    v[1] = sqlite3_column_int64(st, 1);
+    return 0;
+}
+
 static void free_users_v(void *v, size_t n)
 {
     hk_store_free_users(v, n);
@@ -852,20 +861,9 @@ static int sq_user_upsert(void *impl, const char *email, const char *name, int m
          * insert, so the unique index never fires here in practice. */
         rc = user_get_email_c(c, email, out, op);
         if (rc == HK_ENOTFOUND) {
-            sqlite3_stmt *st = stmt(c, ST_USER_INSERT, op);
-            rc = HK_ESTORE;
-            if (st != NULL) {
-                json_t *empty = data ? NULL : json_object();
-                if (!bind_text(st, 1, email) || !bind_text(st, 2, name) ||
-                    !bind_i64(st, 3, max_bots) || !bind_json(st, 4, data ? data : empty) ||
-                    !bind_i64(st, 5, hk_time_now_ms())) {
-                    rc = bind_error(c, op);
-                    done(st);
-                } else {
-                    rc = exec_write(c, st, op);
-                }
-                json_decref(empty);
-            }
+            rc = exec_stmt(c, ST_USER_INSERT, op,
+                           PARAMS(P_TEXT(email), P_TEXT(name), P_I64(max_bots), P_JSON_OBJ(data),
+                                  P_I64(hk_time_now_ms())));
             if (rc == 0)
                 rc = user_get_c(c, sqlite3_last_insert_rowid(c->db), out, op);
             if (rc == 0)
@@ -917,19 +915,8 @@ static int sq_user_update(void *impl, int64_t id, const char *name, int max_bots
     conn_t *c = acquire(S);
     int rc = tx_begin(c, op);
     if (rc == 0) {
-        sqlite3_stmt *st = stmt(c, ST_USER_UPDATE, op);
-        rc = HK_ESTORE;
-        if (st != NULL) {
-            if (!bind_i64(st, 1, id) || !bind_text(st, 2, name) || !bind_i64(st, 3, max_bots) ||
-                !bind_json(st, 4, data)) {
-                rc = bind_error(c, op);
-                done(st);
-            } else {
-                rc = exec_write(c, st, op);
-            }
-        }
-        if (rc == 0 && sqlite3_changes(c->db) == 0)
-            rc = HK_ENOTFOUND;
+        rc = exec_changed(c, ST_USER_UPDATE, op,
+                          PARAMS(P_I64(id), P_TEXT(name), P_I64(max_bots), P_JSON(data)));
         if (rc == 0)
             rc = user_get_c(c, id, out, op);
         rc = tx_end(c, rc, op);
@@ -947,19 +934,10 @@ static int sq_token_create(void *impl, int64_t user_id, const char *hash_hex, hk
     conn_t *c = acquire(S);
     int rc = tx_begin(c, op);
     if (rc == 0) {
-        sqlite3_stmt *st = stmt(c, ST_TOKEN_INSERT, op);
-        rc = HK_ESTORE;
-        if (st != NULL) {
-            /* An unknown user_id fails the foreign key (→ HK_ENOTFOUND); a digest already stored
-             * fails the unique index (→ HK_ECONFLICT). */
-            if (!bind_i64(st, 1, user_id) || !bind_text(st, 2, hash_hex) ||
-                !bind_i64(st, 3, hk_time_now_ms())) {
-                rc = bind_error(c, op);
-                done(st);
-            } else {
-                rc = exec_write(c, st, op);
-            }
-        }
+        /* An unknown user_id fails the foreign key (→ HK_ENOTFOUND); a digest already stored
+         * fails the unique index (→ HK_ECONFLICT). */
+        rc = exec_stmt(c, ST_TOKEN_INSERT, op,
+                       PARAMS(P_I64(user_id), P_TEXT(hash_hex), P_I64(hk_time_now_ms())));
         if (rc == 0)
             rc = query_one(c, ST_TOKEN_GET, op, read_token_v, out,
                            PARAMS(P_I64(sqlite3_last_insert_rowid(c->db))));
@@ -986,22 +964,18 @@ static int sq_token_delete(void *impl, int64_t token_id, int64_t *user_id_out)
     conn_t *c = acquire(S);
     int rc = tx_begin(c, op);
     if (rc == 0) {
-        sqlite3_stmt *st = stmt(c, ST_TOKEN_DELETE, op);
-        rc = HK_ESTORE;
-        if (st != NULL) {
-            if (!bind_i64(st, 1, token_id)) {
-                rc = bind_error(c, op);
-            } else {
+        sqlite3_stmt *st;
+        rc = bind_all(c, ST_TOKEN_DELETE, op, &st, PARAMS(P_I64(token_id)));
+        if (rc == 0) {
+            rc = step(c, st, op);
+            if (rc == SQLITE_ROW) {
+                *user_id_out = sqlite3_column_int64(st, 0);
+                /* RETURNING rows are produced before the statement completes: step to the end
+                 * so the delete is finished before COMMIT. */
                 rc = step(c, st, op);
-                if (rc == SQLITE_ROW) {
-                    *user_id_out = sqlite3_column_int64(st, 0);
-                    /* RETURNING rows are produced before the statement completes: step to the
-                     * end so the delete is finished before COMMIT. */
-                    rc = step(c, st, op);
-                    rc = rc == SQLITE_DONE ? 0 : rc;
-                } else if (rc == SQLITE_DONE) {
-                    rc = HK_ENOTFOUND;
-                }
+                rc = rc == SQLITE_DONE ? 0 : rc;
+            } else if (rc == SQLITE_DONE) {
+                rc = HK_ENOTFOUND;
             }
             done(st);
         }
@@ -1016,24 +990,13 @@ static int sq_token_lookup(void *impl, const char *hash_hex, int64_t *user_id, i
     static const char op[] = "token_lookup";
     sqlite_store_t *S = impl;
     conn_t *c = acquire(S);
-    sqlite3_stmt *st = stmt(c, ST_TOKEN_LOOKUP, op);
-    int rc = HK_ESTORE;
-    if (st != NULL) {
-        if (!bind_text(st, 1, hash_hex)) {
-            rc = bind_error(c, op);
-        } else {
-            rc = step(c, st, op);
-            if (rc == SQLITE_ROW) {
-                *user_id = sqlite3_column_int64(st, 0);
-                *token_id = sqlite3_column_int64(st, 1);
-                rc = 0;
-            } else if (rc == SQLITE_DONE) {
-                rc = HK_ENOTFOUND;
-            }
-        }
-        done(st);
-    }
+    int64_t ids[2] = {0, 0};
+    int rc = query_one(c, ST_TOKEN_LOOKUP, op, read_i64_pair_v, ids, PARAMS(P_TEXT(hash_hex)));
     release(S, c);
+    if (rc == 0) {
+        *user_id = ids[0];
+        *token_id = ids[1];
+    }
     return rc;
 }
 
@@ -1346,19 +1309,8 @@ static int sq_meeting_set_data(void *impl, int64_t id, const json_t *data, hk_me
     conn_t *c = acquire(S);
     int rc = tx_begin(c, op);
     if (rc == 0) {
-        sqlite3_stmt *st = stmt(c, ST_MEETING_SET_DATA, op);
-        rc = HK_ESTORE;
-        if (st != NULL) {
-            if (!bind_i64(st, 1, id) || !bind_json(st, 2, data) ||
-                !bind_i64(st, 3, hk_time_now_ms())) {
-                rc = bind_error(c, op);
-                done(st);
-            } else {
-                rc = exec_write(c, st, op);
-            }
-        }
-        if (rc == 0 && sqlite3_changes(c->db) == 0)
-            rc = HK_ENOTFOUND;
+        rc = exec_changed(c, ST_MEETING_SET_DATA, op,
+                          PARAMS(P_I64(id), P_JSON(data), P_I64(hk_time_now_ms())));
         rc = reread(c, rc, id, out, op);
         rc = tx_end(c, rc, op);
     }
@@ -1390,21 +1342,11 @@ static int sq_meeting_set_status(void *impl, int64_t id, const char *expect_stat
     conn_t *c = acquire(S);
     int rc = tx_begin(c, op);
     if (rc == 0) {
-        sqlite3_stmt *st = stmt(c, ST_MEETING_SET_STATUS, op);
-        rc = HK_ESTORE;
-        if (st != NULL) {
-            if (!bind_i64(st, 1, id) || !bind_text(st, 2, expect_status) ||
-                !bind_text(st, 3, new_status) || !bind_json(st, 4, data) ||
-                !bind_i64(st, 5, start_time) || !bind_i64(st, 6, end_time) ||
-                !bind_i64(st, 7, hk_time_now_ms())) {
-                rc = bind_error(c, op);
-                done(st);
-            } else {
-                /* A unique violation here means reviving a terminal meeting while another live
-                 * one holds its native id: also a conflict for the caller. */
-                rc = exec_write(c, st, op);
-            }
-        }
+        /* A unique violation here means reviving a terminal meeting while another live one holds
+         * its native id: also a conflict for the caller. */
+        rc = exec_stmt(c, ST_MEETING_SET_STATUS, op,
+                       PARAMS(P_I64(id), P_TEXT(expect_status), P_TEXT(new_status), P_JSON(data),
+                              P_I64(start_time), P_I64(end_time), P_I64(hk_time_now_ms())));
         if (rc == 0 && sqlite3_changes(c->db) == 0) {
             /* The compare failed: tell "someone else moved it" from "no such meeting". */
             bool terminal;
@@ -1424,12 +1366,6 @@ static int sq_meeting_set_status(void *impl, int64_t id, const char *expect_stat
     return rc;
 }
 
-/* Runs a statement with the meeting id bound to ?1 and nothing else. */
-static int exec_by_meeting(conn_t *c, int id_stmt, int64_t meeting_id, const char *op)
-{
-    return exec_stmt(c, id_stmt, op, PARAMS(P_I64(meeting_id)));
-}
-
 static int sq_meeting_purge(void *impl, int64_t id, const json_t *data)
 {
     static const char op[] = "meeting_purge";
@@ -1442,24 +1378,12 @@ static int sq_meeting_purge(void *impl, int64_t id, const json_t *data)
         if (rc == 0 && !terminal)
             rc = HK_ESTATE;
         if (rc == 0)
-            rc = exec_by_meeting(c, ST_SEGMENTS_DELETE, id, op);
+            rc = exec_stmt(c, ST_SEGMENTS_DELETE, op, PARAMS(P_I64(id)));
         if (rc == 0)
-            rc = exec_by_meeting(c, ST_SESSIONS_DELETE, id, op);
-        if (rc == 0) {
-            sqlite3_stmt *st = stmt(c, ST_MEETING_PURGE, op);
-            rc = HK_ESTORE;
-            if (st != NULL) {
-                json_t *empty = data ? NULL : json_object();
-                if (!bind_i64(st, 1, id) || !bind_json(st, 2, data ? data : empty) ||
-                    !bind_i64(st, 3, hk_time_now_ms())) {
-                    rc = bind_error(c, op);
-                    done(st);
-                } else {
-                    rc = exec_write(c, st, op);
-                }
-                json_decref(empty);
-            }
-        }
+            rc = exec_stmt(c, ST_SESSIONS_DELETE, op, PARAMS(P_I64(id)));
+        if (rc == 0)
+            rc = exec_stmt(c, ST_MEETING_PURGE, op,
+                           PARAMS(P_I64(id), P_JSON_OBJ(data), P_I64(hk_time_now_ms())));
         rc = tx_end(c, rc, op);
     }
     release(S, c);
@@ -1474,19 +1398,11 @@ static int sq_session_create(void *impl, int64_t meeting_id, const char *uid, in
     conn_t *c = acquire(S);
     int rc = tx_begin(c, op);
     if (rc == 0) {
-        sqlite3_stmt *st = stmt(c, ST_SESSION_INSERT, op);
-        rc = HK_ESTORE;
-        if (st != NULL) {
-            /* started_at is NOT NULL: "unset" means now. An unknown meeting fails the foreign
-             * key (→ HK_ENOTFOUND). */
-            if (!bind_i64(st, 1, meeting_id) || !bind_text(st, 2, uid) ||
-                !bind_i64(st, 3, started_at ? started_at : hk_time_now_ms())) {
-                rc = bind_error(c, op);
-                done(st);
-            } else {
-                rc = exec_write(c, st, op);
-            }
-        }
+        /* started_at is NOT NULL: "unset" means now. An unknown meeting fails the foreign key
+         * (→ HK_ENOTFOUND). */
+        rc = exec_stmt(c, ST_SESSION_INSERT, op,
+                       PARAMS(P_I64(meeting_id), P_TEXT(uid),
+                              P_I64(started_at ? started_at : hk_time_now_ms())));
         if (rc == 0)
             *session_id = sqlite3_last_insert_rowid(c->db);
         rc = tx_end(c, rc, op);
@@ -1503,20 +1419,14 @@ static int sq_session_end(void *impl, int64_t session_id, int64_t ended_at)
                         "session_end");
 }
 
-static int segment_put_c(conn_t *c, sqlite3_stmt *st, const hk_segment_t *g, int64_t now,
-                         const char *op)
+static int segment_put_c(conn_t *c, const hk_segment_t *g, int64_t now, const char *op)
 {
-    if (!bind_text(st, 1, g->segment_id) || !bind_i64(st, 2, g->meeting_id) ||
-        !bind_opt_i64(st, 3, g->session_id) || !bind_double(st, 4, g->start) ||
-        !bind_double(st, 5, g->end) || !bind_text(st, 6, g->text) ||
-        !bind_text(st, 7, g->speaker) || !bind_text(st, 8, g->language) ||
-        !bind_i64(st, 9, g->created_at ? g->created_at : now) ||
-        !bind_i64(st, 10, g->updated_at ? g->updated_at : now)) {
-        int rc = bind_error(c, op);
-        done(st);
-        return rc;
-    }
-    return exec_write(c, st, op);
+    return exec_stmt(c, ST_SEGMENT_UPSERT, op,
+                     PARAMS(P_TEXT(g->segment_id), P_I64(g->meeting_id), P_OPT_I64(g->session_id),
+                            P_DOUBLE(g->start), P_DOUBLE(g->end), P_TEXT(g->text),
+                            P_TEXT(g->speaker), P_TEXT(g->language),
+                            P_I64(g->created_at ? g->created_at : now),
+                            P_I64(g->updated_at ? g->updated_at : now)));
 }
 
 static int sq_segments_put(void *impl, const hk_segment_t *v, size_t n)
@@ -1526,12 +1436,10 @@ static int sq_segments_put(void *impl, const hk_segment_t *v, size_t n)
     conn_t *c = acquire(S);
     int rc = tx_begin(c, op);
     if (rc == 0) {
-        sqlite3_stmt *st = stmt(c, ST_SEGMENT_UPSERT, op);
-        rc = st ? 0 : HK_ESTORE;
         /* One timestamp for the batch: the segments were produced together. */
         int64_t now = hk_time_now_ms();
         for (size_t i = 0; rc == 0 && i < n; i++)
-            rc = segment_put_c(c, st, &v[i], now, op);
+            rc = segment_put_c(c, &v[i], now, op);
         rc = tx_end(c, rc, op);
     }
     release(S, c);
