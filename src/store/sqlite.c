@@ -716,36 +716,26 @@ static void release(sqlite_store_t *S, conn_t *c)
 
 /* ---- transactions ---- */
 
-static int run_simple(conn_t *c, int id, const char *op)
-{
-    sqlite3_stmt *st = stmt(c, id, op);
-    if (st == NULL)
-        return HK_ESTORE;
-    int rc = step(c, st, op);
-    done(st);
-    return rc < 0 ? rc : 0;
-}
-
 /* BEGIN IMMEDIATE takes the write lock up front: read-then-write sequences (limit checks, CAS)
  * cannot interleave with another writer, and lock waits happen here under busy_timeout instead
  * of failing with SQLITE_BUSY halfway through (a deferred transaction cannot upgrade safely). */
 static int tx_begin(conn_t *c, const char *op)
 {
-    return run_simple(c, ST_BEGIN, op);
+    return exec_stmt(c, ST_BEGIN, op, NULL, 0);
 }
 
 /* Commits when rc is 0, otherwise rolls back; returns rc or the commit failure. */
 static int tx_end(conn_t *c, int rc, const char *op)
 {
     if (rc == 0) {
-        rc = run_simple(c, ST_COMMIT, op);
+        rc = exec_stmt(c, ST_COMMIT, op, NULL, 0);
         if (rc == 0)
             return 0;
     }
     /* Some errors (I/O, full disk, busy) make SQLite roll back by itself; ROLLBACK would then fail
      * with "no transaction is active", so only issue it while a transaction is open. */
     if (!sqlite3_get_autocommit(c->db))
-        run_simple(c, ST_ROLLBACK, op);
+        exec_stmt(c, ST_ROLLBACK, op, NULL, 0);
     return rc;
 }
 
@@ -833,7 +823,7 @@ static int sq_ping(void *impl)
 {
     sqlite_store_t *S = impl;
     conn_t *c = acquire(S);
-    int rc = run_simple(c, ST_PING, "ping");
+    int rc = exec_stmt(c, ST_PING, "ping", NULL, 0);
     release(S, c);
     return rc;
 }
@@ -1492,58 +1482,48 @@ static int sq_analytics(void *impl, int64_t user_id, int64_t since_ms, int64_t t
     static const char op[] = "analytics";
     sqlite_store_t *S = impl;
     conn_t *c = acquire(S);
-    sqlite3_stmt *st = stmt(c, ST_ANALYTICS, op);
-    int rc = HK_ESTORE;
-    if (st != NULL) {
-        if (!bind_i64(st, 1, user_id) || !bind_i64(st, 2, since_ms) ||
-            !bind_i64(st, 3, tz_offset_ms)) {
-            rc = bind_error(c, op);
-        } else {
-            while ((rc = step(c, st, op)) == SQLITE_ROW) {
-                const char *kind = (const char *)sqlite3_column_text(st, 0);
-                const char *key = (const char *)sqlite3_column_text(st, 1);
-                int64_t count = sqlite3_column_int64(st, 2);
-                bool ok = true;
-                switch (kind ? kind[0] : 0) {
-                case 'p':
-                    ok = push_count(&out->by_platform, &out->nplatform, key ? key : "", 0, count);
-                    break;
-                case 's':
-                    ok = push_count(&out->by_status, &out->nstatus, key ? key : "", 0, count);
-                    break;
-                case 'd':
-                    ok = push_count(&out->per_day, &out->nday, NULL, sqlite3_column_int64(st, 3),
-                                    count);
-                    break;
-                case 't':
-                    out->segments = count;
-                    out->segment_seconds = sqlite3_column_double(st, 3);
-                    break;
-                case 'm':
-                    out->timed_meetings = count;
-                    out->meeting_seconds = sqlite3_column_double(st, 3) / 1000.0;
-                    break;
-                }
-                if (!ok) {
-                    rc = HK_ENOMEM;
-                    break;
-                }
+    sqlite3_stmt *st;
+    int rc = bind_all(c, ST_ANALYTICS, op, &st,
+                      PARAMS(P_I64(user_id), P_I64(since_ms), P_I64(tz_offset_ms)));
+    if (rc == 0) {
+        while ((rc = step(c, st, op)) == SQLITE_ROW) {
+            const char *kind = (const char *)sqlite3_column_text(st, 0);
+            const char *key = (const char *)sqlite3_column_text(st, 1);
+            int64_t count = sqlite3_column_int64(st, 2);
+            bool ok = true;
+            switch (kind ? kind[0] : 0) {
+            case 'p':
+                ok = push_count(&out->by_platform, &out->nplatform, key ? key : "", 0, count);
+                break;
+            case 's':
+                ok = push_count(&out->by_status, &out->nstatus, key ? key : "", 0, count);
+                break;
+            case 'd':
+                ok =
+                    push_count(&out->per_day, &out->nday, NULL, sqlite3_column_int64(st, 3), count);
+                break;
+            case 't':
+                out->segments = count;
+                out->segment_seconds = sqlite3_column_double(st, 3);
+                break;
+            case 'm':
+                out->timed_meetings = count;
+                out->meeting_seconds = sqlite3_column_double(st, 3) / 1000.0;
+                break;
             }
-            if (rc == SQLITE_DONE)
-                rc = 0;
-            else if (rc > 0)
-                rc = HK_ESTORE;
+            if (!ok) {
+                rc = HK_ENOMEM;
+                break;
+            }
         }
+        if (rc == SQLITE_DONE)
+            rc = 0;
+        else if (rc > 0)
+            rc = HK_ESTORE;
         done(st);
     }
     release(S, c);
     return rc;
-}
-
-/* Runs a write with user_id on ?1 and a time on ?2. */
-static int exec_user_time(conn_t *c, int id_stmt, int64_t user_id, int64_t t, const char *op)
-{
-    return exec_stmt(c, id_stmt, op, PARAMS(P_I64(user_id), P_I64(t)));
 }
 
 static int sq_webhook_put(void *impl, int64_t user_id, const char *url, bool set_secret,
@@ -1556,22 +1536,11 @@ static int sq_webhook_put(void *impl, int64_t user_id, const char *url, bool set
     int64_t now = hk_time_now_ms();
     int rc = tx_begin(c, op);
     if (rc == 0) {
-        sqlite3_stmt *st = stmt(c, ST_WH_UPSERT, op);
-        rc = HK_ESTORE;
-        if (st != NULL) {
-            char *ev = events ? json_dumps(events, JSON_COMPACT) : NULL;
-            if ((events && !ev) || !bind_i64(st, 1, user_id) || !bind_text(st, 2, url) ||
-                !bind_text(st, 3, set_secret ? secret : NULL) || !bind_text(st, 4, ev) ||
-                !bind_i64(st, 5, now) || !bind_i64(st, 6, set_secret ? 1 : 0)) {
-                rc = bind_error(c, op);
-                done(st);
-            } else {
-                rc = exec_write(c, st, op);
-            }
-            free(ev);
-        }
+        rc = exec_stmt(c, ST_WH_UPSERT, op,
+                       PARAMS(P_I64(user_id), P_TEXT(url), P_TEXT(set_secret ? secret : NULL),
+                              P_JSON(events), P_I64(now), P_I64(set_secret ? 1 : 0)));
         if (rc == 0) {
-            rc = exec_user_time(c, ST_DLV_REARM, user_id, now, op);
+            rc = exec_stmt(c, ST_DLV_REARM, op, PARAMS(P_I64(user_id), P_I64(now)));
             if (rc == 0)
                 *armed = sqlite3_changes(c->db);
         }
@@ -1603,20 +1572,10 @@ static int sq_webhook_delete(void *impl, int64_t user_id)
     conn_t *c = acquire(S);
     int rc = tx_begin(c, op);
     if (rc == 0) {
-        sqlite3_stmt *st = stmt(c, ST_WH_DELETE, op);
-        rc = HK_ESTORE;
-        if (st != NULL) {
-            if (!bind_i64(st, 1, user_id)) {
-                rc = bind_error(c, op);
-                done(st);
-            } else {
-                rc = exec_write(c, st, op);
-            }
-        }
-        if (rc == 0 && sqlite3_changes(c->db) == 0)
-            rc = HK_ENOTFOUND;
+        rc = exec_changed(c, ST_WH_DELETE, op, PARAMS(P_I64(user_id)));
         if (rc == 0)
-            rc = exec_user_time(c, ST_DLV_FAIL_USER, user_id, hk_time_now_ms(), op);
+            rc =
+                exec_stmt(c, ST_DLV_FAIL_USER, op, PARAMS(P_I64(user_id), P_I64(hk_time_now_ms())));
         rc = tx_end(c, rc, op);
     }
     release(S, c);
@@ -1637,25 +1596,9 @@ static int sq_delivery_redeliver(void *impl, int64_t user_id, int64_t id, hk_del
     conn_t *c = acquire(S);
     int rc = tx_begin(c, op);
     if (rc == 0) {
-        int64_t event_row = 0, meeting_id = 0;
-        sqlite3_stmt *st = stmt(c, ST_DLV_EVENT, op);
-        rc = HK_ESTORE;
-        if (st != NULL) {
-            if (!bind_i64(st, 1, id) || !bind_i64(st, 2, user_id)) {
-                rc = bind_error(c, op);
-                done(st);
-            } else {
-                rc = step(c, st, op);
-                if (rc == SQLITE_ROW) {
-                    event_row = sqlite3_column_int64(st, 0);
-                    meeting_id = sqlite3_column_int64(st, 1);
-                    rc = 0;
-                } else if (rc == SQLITE_DONE) {
-                    rc = HK_ENOTFOUND;
-                }
-                done(st);
-            }
-        }
+        int64_t row[2] = {0, 0}; /* event_row, meeting_id */
+        rc =
+            query_one(c, ST_DLV_EVENT, op, read_i64_pair_v, row, PARAMS(P_I64(id), P_I64(user_id)));
         if (rc == 0) {
             hk_webhook_cfg_t wh;
             memset(&wh, 0, sizeof(wh));
@@ -1665,7 +1608,7 @@ static int sq_delivery_redeliver(void *impl, int64_t user_id, int64_t id, hk_del
                 rc = HK_ESTATE;
         }
         if (rc == 0)
-            rc = delivery_insert_c(c, event_row, user_id, meeting_id, hk_time_now_ms(), op);
+            rc = delivery_insert_c(c, row[0], user_id, row[1], hk_time_now_ms(), op);
         if (rc == 0)
             rc = query_one(c, ST_DLV_GET, op, read_delivery_v, out,
                            PARAMS(P_I64(sqlite3_last_insert_rowid(c->db))));
@@ -1711,20 +1654,13 @@ static int sq_webhook_record(void *impl, const hk_delivery_result_t *v, size_t n
     conn_t *c = acquire(S);
     int rc = tx_begin(c, op);
     if (rc == 0) {
-        sqlite3_stmt *st = stmt(c, ST_DLV_RECORD, op);
-        rc = st ? 0 : HK_ESTORE;
         int64_t now = hk_time_now_ms();
         for (size_t i = 0; rc == 0 && i < n; i++) {
             const hk_delivery_result_t *r = &v[i];
-            if (!bind_i64(st, 1, r->id) || !bind_text(st, 2, r->state) ||
-                !bind_i64(st, 3, r->attempts) || !bind_opt_i64(st, 4, r->last_status) ||
-                !bind_text(st, 5, r->last_error) || !bind_opt_i64(st, 6, r->next_attempt_at) ||
-                !bind_i64(st, 7, now)) {
-                rc = bind_error(c, op);
-                done(st);
-            } else {
-                rc = exec_write(c, st, op);
-            }
+            rc = exec_stmt(c, ST_DLV_RECORD, op,
+                           PARAMS(P_I64(r->id), P_TEXT(r->state), P_I64(r->attempts),
+                                  P_OPT_I64(r->last_status), P_TEXT(r->last_error),
+                                  P_OPT_I64(r->next_attempt_at), P_I64(now)));
         }
         rc = tx_end(c, rc, op);
     }
@@ -1739,16 +1675,7 @@ static int sq_webhook_reset_sending(void *impl, int64_t *n)
     conn_t *c = acquire(S);
     int rc = tx_begin(c, op);
     if (rc == 0) {
-        sqlite3_stmt *st = stmt(c, ST_DLV_RESET_SENDING, op);
-        rc = HK_ESTORE;
-        if (st != NULL) {
-            if (!bind_i64(st, 1, hk_time_now_ms())) {
-                rc = bind_error(c, op);
-                done(st);
-            } else {
-                rc = exec_write(c, st, op);
-            }
-        }
+        rc = exec_stmt(c, ST_DLV_RESET_SENDING, op, PARAMS(P_I64(hk_time_now_ms())));
         if (rc == 0)
             *n = sqlite3_changes(c->db);
         rc = tx_end(c, rc, op);
