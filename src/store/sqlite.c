@@ -303,45 +303,6 @@ static int step(conn_t *c, sqlite3_stmt *st, const char *op)
     return db_error(c, op, rc);
 }
 
-/* Binding helpers return true on success; on failure the caller logs via db_error with the
- * connection's current error. Text is copied (TRANSIENT) so callers may free their input at once.
- */
-static bool bind_i64(sqlite3_stmt *st, int i, int64_t v)
-{
-    return sqlite3_bind_int64(st, i, v) == SQLITE_OK;
-}
-
-/* 0 means "unset" in the structs (times, session ids) and NULL in the columns. */
-static bool bind_opt_i64(sqlite3_stmt *st, int i, int64_t v)
-{
-    return (v == 0 ? sqlite3_bind_null(st, i) : sqlite3_bind_int64(st, i, v)) == SQLITE_OK;
-}
-
-static bool bind_text(sqlite3_stmt *st, int i, const char *s)
-{
-    return (s == NULL ? sqlite3_bind_null(st, i)
-                      : sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT)) == SQLITE_OK;
-}
-
-static bool bind_double(sqlite3_stmt *st, int i, double v)
-{
-    return sqlite3_bind_double(st, i, v) == SQLITE_OK;
-}
-
-/* Binds a JSON object as compact text, or NULL (the statements treat NULL as "keep" or use their
- * own default). Fails on allocation failure. */
-static bool bind_json(sqlite3_stmt *st, int i, const json_t *j)
-{
-    if (j == NULL)
-        return sqlite3_bind_null(st, i) == SQLITE_OK;
-    char *text = json_dumps(j, JSON_COMPACT);
-    if (text == NULL)
-        return false;
-    bool ok = sqlite3_bind_text(st, i, text, -1, SQLITE_TRANSIENT) == SQLITE_OK;
-    free(text);
-    return ok;
-}
-
 /* Error for a failed bind: SQLite's message when it set one, else our own allocation failure. */
 static int bind_error(conn_t *c, const char *op)
 {
@@ -376,24 +337,47 @@ typedef struct {
 #define PARAMS(...)                                                                                \
     (const param_t[]){__VA_ARGS__}, sizeof((const param_t[]){__VA_ARGS__}) / sizeof(param_t)
 
+/* Binds a JSON object as compact text. Fails on allocation failure. */
+static int bind_json(sqlite3_stmt *st, int i, const json_t *j)
+{
+    char *text = json_dumps(j, JSON_COMPACT);
+    if (text == NULL)
+        return SQLITE_NOMEM;
+    int rc = sqlite3_bind_text(st, i, text, -1, SQLITE_TRANSIENT);
+    free(text);
+    return rc;
+}
+
+/* Binds one parameter; true on success. Text is copied (TRANSIENT) so callers may free their
+ * input at once. On failure the caller reports bind_error(). */
 static bool bind_param(sqlite3_stmt *st, int i, const param_t *p)
 {
+    int rc;
     switch (p->type) {
     case PT_I64:
-        return bind_i64(st, i, p->v.i);
-    case PT_OPT_I64:
-        return bind_opt_i64(st, i, p->v.i);
+        rc = sqlite3_bind_int64(st, i, p->v.i);
+        break;
+    case PT_OPT_I64: /* 0 means "unset" in the structs (times, session ids): NULL in the columns */
+        rc = p->v.i == 0 ? sqlite3_bind_null(st, i) : sqlite3_bind_int64(st, i, p->v.i);
+        break;
     case PT_DOUBLE:
-        return bind_double(st, i, p->v.d);
+        rc = sqlite3_bind_double(st, i, p->v.d);
+        break;
     case PT_TEXT:
-        return bind_text(st, i, p->v.s);
-    case PT_JSON:
-        return bind_json(st, i, p->v.j);
-    case PT_JSON_OBJ:
-        /* What json_dumps() writes for an empty object. */
-        return p->v.j ? bind_json(st, i, p->v.j) : bind_text(st, i, "{}");
+        rc = p->v.s == NULL ? sqlite3_bind_null(st, i)
+                            : sqlite3_bind_text(st, i, p->v.s, -1, SQLITE_TRANSIENT);
+        break;
+    case PT_JSON: /* the statements treat NULL as "keep" or use their own default */
+        rc = p->v.j == NULL ? sqlite3_bind_null(st, i) : bind_json(st, i, p->v.j);
+        break;
+    case PT_JSON_OBJ: /* "{}" is what json_dumps() writes for an empty object */
+        rc = p->v.j == NULL ? sqlite3_bind_text(st, i, "{}", -1, SQLITE_STATIC)
+                            : bind_json(st, i, p->v.j);
+        break;
+    default:
+        rc = SQLITE_MISUSE;
     }
-    return false;
+    return rc == SQLITE_OK;
 }
 
 /* The cached statement `id` with the np params bound, in *st; 0, or the logged error with the
@@ -605,20 +589,17 @@ static const row_type_t segment_rows = {sizeof(hk_segment_t), read_segment_v, fr
 /* Each helper takes the cached statement `id`, binds the np params (PARAMS(...)) to ?1..?np,
  * runs it and leaves it reset; errors are logged and mapped by db_error()/bind_error(). */
 
-/* Steps a bound write statement to completion; returns 0 or a logged error. */
-static int exec_write(conn_t *c, sqlite3_stmt *st, const char *op)
-{
-    int rc = step(c, st, op);
-    done(st);
-    return rc < 0 ? rc : 0;
-}
-
-/* Runs statement `id`, which returns no rows; 0 or the logged error. */
+/* Runs statement `id` once: a write, or a query whose rows are not wanted (ping); 0 or the
+ * logged error. */
 static int exec_stmt(conn_t *c, int id, const char *op, const param_t *p, size_t np)
 {
     sqlite3_stmt *st;
     int rc = bind_all(c, id, op, &st, p, np);
-    return rc != 0 ? rc : exec_write(c, st, op);
+    if (rc != 0)
+        return rc;
+    rc = step(c, st, op);
+    done(st);
+    return rc < 0 ? rc : 0;
 }
 
 /* exec_stmt() for a write that must change a row: HK_ENOTFOUND when it changed none. */
