@@ -578,7 +578,7 @@ static int load(worker_t *w)
 {
     hk_asr_engine_t *e = w->e;
     char post[16], hmms[16]; /* -vad_postspeech counts 10 ms frames */
-    snprintf(post, sizeof post, "%u", e->cfg.endpoint_ms / 10);
+    snprintf(post, sizeof post, "%u", (e->cfg.endpoint_ms + 5) / 10); /* nearest frame */
     snprintf(hmms, sizeof hmms, "%u", e->cfg.max_hmms_per_frame);
     w->config = cmd_ln_init(NULL, ps_args(), TRUE, "-hmm", e->hmm, "-lm", e->lm, "-dict", e->dict,
                             "-vad_postspeech", post, "-maxhmmpf", hmms, NULL);
@@ -822,6 +822,7 @@ int hk_asr_engine_new(uv_loop_t *loop, const hk_asr_config_t *cfg, hk_asr_engine
         c.max_sessions = c.pool_size * 8;
     if (c.pool_size > 256 || c.max_utterance_s < 1 || c.max_utterance_s > 600 ||
         c.endpoint_ms < 20 || c.endpoint_ms > 10000 || c.max_hmms_per_frame < 100 ||
+        c.max_hmms_per_frame > 1000000 ||
         c.partial_interval_ms > 60000 || c.session_queue_max_s > 3600 || c.queue_max_s > 36000)
         return HK_EINVAL;
 

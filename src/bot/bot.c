@@ -685,10 +685,14 @@ out:
 
 int hk_bot_main(int argc, char **argv)
 {
+    long parent = 0; /* the server that started us (--parent-pid), 0 = not checked */
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: hark bot < config.json\n\nRuns one meeting bot. The server starts it "
-                   "with its JSON config on stdin\n(see docs/api.md, Bots).\n");
+        if (!strcmp(argv[i], "--parent-pid") && i + 1 < argc) {
+            parent = strtol(argv[++i], NULL, 10);
+        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: hark bot [--parent-pid PID] < config.json\n\nRuns one meeting bot. "
+                   "The server starts it with its JSON config on stdin\n(see docs/api.md, Bots) "
+                   "and its own pid: the bot exits if that process is gone.\n");
             return 0;
         }
     }
@@ -697,6 +701,11 @@ int hk_bot_main(int argc, char **argv)
     /* A bot never outlives its server: it leaves its meeting when the server goes away. Not
      * SIGTERM, whose second delivery means "exit now": this one can come more than once. */
     prctl(PR_SET_PDEATHSIG, SIGHUP);
+    if (parent > 0 && getppid() != (pid_t)parent) {
+        /* The server died before the line above: no signal will ever come. */
+        fprintf(stderr, "hark bot: the server (pid %ld) is gone\n", parent);
+        return 1;
+    }
     bot_t *b = calloc(1, sizeof(*b));
     if (!b)
         return 1;

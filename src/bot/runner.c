@@ -193,6 +193,10 @@ static void exit_work_cb(uv_work_t *w)
     hk_meeting_t m;
     int rc;
     bool crashed = !b->final_status[0] && !b->stop_requested;
+    /* The grace timer may fire in the loop iteration that also reaps a bot that had just exited
+     * on its own: only a SIGKILL death is our kill. */
+    if (b->killed && b->term_signal != SIGKILL)
+        b->killed = false;
     if (b->killed || crashed)
         record_exit(b);
     if (b->final_status[0]) {
@@ -321,7 +325,9 @@ static void do_start(hk_bot_runner_t *r, bot_t *b)
     b->out.bot = b->err.bot = b;
     b->out.name = "stdout";
     b->err.name = "stderr";
-    char *args[] = {r->exe, "bot", NULL};
+    char ppid[24];
+    snprintf(ppid, sizeof(ppid), "%ld", (long)getpid());
+    char *args[] = {r->exe, "bot", "--parent-pid", ppid, NULL};
     uv_stdio_container_t stdio[3] = {
         {.flags = UV_CREATE_PIPE | UV_READABLE_PIPE, .data.stream = (uv_stream_t *)&b->in},
         {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&b->out.pipe},

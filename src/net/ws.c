@@ -17,7 +17,9 @@
  *   OPEN ──(hk_ws_close, slow consumer, peer's close, bad input)──▶ CLOSING ──▶ CLOSED
  *     └──────────────(EOF, read/write error, ping timeout)──────────────────────▲
  *
- * Every byte we send goes through one ordered queue of items: an item is either a reference to
+ * Every byte we send goes through one ordered queue of items (or, when that queue is empty and
+ * nothing is in flight, straight to the kernel with uv_try_write, the remainder then queued and
+ * written at once as our own bytes, so it is never dropped): an item is either a reference to
  * a shared, pre-framed hk_ws_msg_t (data messages) or bytes we own (the 101 response and the
  * control frames wslay makes: pong, close). wslay never holds output: its send callback only
  * appends to our queue and never blocks, and we drain wslay (wslay_event_send) right after every

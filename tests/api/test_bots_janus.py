@@ -254,3 +254,18 @@ def test_restart_reconciles_janus_meetings(make_server, janus):
     server.start()
     m = meeting_of(server, token, mid)
     assert m["status"] == "failed" and m["data"]["completion_reason"] == "server_restarted", m
+
+
+def test_bot_whose_server_is_already_gone_exits(janus):
+    """A bot started by a server that died before the bot armed its parent-death signal would
+    never be told to leave: with --parent-pid naming a process that is not its parent, it exits
+    at once, before joining anything."""
+    from conftest import HARK_BIN
+    cfg = {"meeting_id": 1, "platform": "janus", "native_meeting_id": "1234",
+           "meeting_url": janus.url, "bot_name": "orphan", "token": "x",
+           "ingest_url": "ws://127.0.0.1:9/ws/audio"}
+    p = subprocess.run([HARK_BIN, "bot", "--parent-pid", "1"], input=json.dumps(cfg).encode(),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
+    assert p.returncode == 1, (p.returncode, p.stderr)
+    assert b"the server (pid 1) is gone" in p.stderr, p.stderr
+    assert b"op=start" not in p.stderr, p.stderr

@@ -48,7 +48,8 @@ def pid_alive(pid):
 class TcpProxy:
     """Forwards 127.0.0.1:<port> to the hark server (`target`, set once the server's port is
     known). drop() cuts every forwarded connection; while `refusing`, new connections are
-    accepted and closed at once. `accepted` keeps (monotonic time, refused) per connection."""
+    accepted and closed at once. `accepted` keeps (monotonic time, "refused" | "unreachable" |
+    "forwarded") per connection."""
 
     def __init__(self):
         self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -73,19 +74,24 @@ class TcpProxy:
                 c, _ = self.lsock.accept()
             except OSError:
                 return
+            t = time.monotonic()
             with self.lock:
                 refused = self.refusing or self.target is None
-                self.accepted.append((time.monotonic(), refused))
+                if refused:
+                    self.accepted.append((t, "refused"))
             if refused:
                 c.close()
                 continue
             try:
                 u = socket.create_connection(("127.0.0.1", self.target), timeout=5)
                 u.settimeout(None)
-            except OSError:
+            except OSError:  # the target is down: neither refused by us nor forwarded
+                with self.lock:
+                    self.accepted.append((t, "unreachable"))
                 c.close()
                 continue
             with self.lock:
+                self.accepted.append((t, "forwarded"))
                 self.pairs.append((c, u))
             threading.Thread(target=self._pipe, args=(c, u), daemon=True).start()
             threading.Thread(target=self._pipe, args=(u, c), daemon=True).start()
@@ -107,12 +113,13 @@ class TcpProxy:
                 pass
 
     def forwarded(self):
+        """Accept times of the connections that reached the server."""
         with self.lock:
-            return [t for t, refused in self.accepted if not refused]
+            return [t for t, what in self.accepted if what == "forwarded"]
 
     def refused(self):
         with self.lock:
-            return [t for t, refused in self.accepted if refused]
+            return [t for t, what in self.accepted if what == "refused"]
 
     def drop(self):
         with self.lock:
@@ -257,10 +264,11 @@ def test_bot_reconnects_with_backoff_and_keeps_the_timeline(make_server, janus, 
     m = meeting_of(server, token, mid)
     assert m["status"] == "active", m
     assert [t["to"] for t in m["data"]["status_transition"]][-1] == "active", m
+    before_ids = {s["segment_id"] for s in before}
     sp = speak(janus, speech)
     try:
-        after = wait_for(lambda: [s for s in segments(server, token)
-                                  if s["completed"] and s["start"] >= off2], 40,
+        after = wait_for(lambda: [s for s in segments(server, token) if s["completed"] and
+                                  s["text"].strip() and s["segment_id"] not in before_ids], 40,
                          "a transcribed segment after the reconnect")
     finally:
         sp.close()
