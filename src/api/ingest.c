@@ -582,9 +582,9 @@ static void status_work_cb(uv_work_t *w)
 {
     status_work_t *sw = w->data;
     hk_meeting_t m;
-    int rc = hk_lifecycle_transition_at(sw->app->store, sw->meeting_id, sw->status,
-                                        sw->reason[0] ? sw->reason : NULL, HK_SOURCE_BOT,
-                                        sw->start_ms, &m);
+    hk_transition_opts_t o = {.start_ms = sw->start_ms};
+    int rc = hk_lifecycle_transition_ex(sw->app->store, sw->meeting_id, sw->status,
+                                        sw->reason[0] ? sw->reason : NULL, HK_SOURCE_BOT, &o, &m);
     if (rc == 0 || rc == HK_ESTATE)
         hk_meeting_dispose(&m);
     if (rc == HK_ESTATE) /* e.g. "active" after the user already asked it to stop */

@@ -163,27 +163,18 @@ static void close_all(bot_t *b)
 
 /* ---- the final status (worker thread) ---- */
 
-/* Keeps how the process ended in data.bot_exit (a crash, or a kill after the grace period),
- * unless the meeting is already over. Worker thread. */
-static void record_exit(bot_t *b)
+/* How the process ended, for data.bot_exit (a crash, or a kill after the grace period). */
+static json_t *exit_data(const bot_t *b)
 {
-    hk_store_t *st = b->r->store;
-    hk_meeting_t m;
-    if (hk_store_meeting_get(st, -1, b->meeting_id, &m) != 0)
-        return;
-    if (!hk_meeting_status_terminal(m.status)) {
-        json_t *data = json_is_object(m.data) ? json_deep_copy(m.data) : json_object();
-        json_t *ex = json_object();
-        json_object_set_new(ex, "exit_status", json_integer(b->exit_status));
-        json_object_set_new(ex, "term_signal", json_integer(b->term_signal));
-        if (b->killed)
-            json_object_set_new(ex, "killed_after_grace_ms",
-                                json_integer(b->r->cfg->bot_leave_grace_ms));
-        json_object_set_new(data, "bot_exit", ex);
-        hk_store_meeting_set_data(st, b->meeting_id, data, NULL);
-        json_decref(data);
-    }
-    hk_meeting_dispose(&m);
+    json_t *ex = json_object();
+    json_object_set_new(ex, "exit_status", json_integer(b->exit_status));
+    json_object_set_new(ex, "term_signal", json_integer(b->term_signal));
+    if (b->killed)
+        json_object_set_new(ex, "killed_after_grace_ms",
+                            json_integer(b->r->cfg->bot_leave_grace_ms));
+    json_t *set = json_object();
+    json_object_set_new(set, "bot_exit", ex);
+    return set;
 }
 
 static void exit_work_cb(uv_work_t *w)
@@ -197,22 +188,24 @@ static void exit_work_cb(uv_work_t *w)
      * on its own: only a SIGKILL death is our kill. */
     if (b->killed && b->term_signal != SIGKILL)
         b->killed = false;
-    if (b->killed || crashed)
-        record_exit(b);
+    /* Written by the final transition itself (never over a concurrent one, never once the
+     * meeting is over). */
+    hk_transition_opts_t o = {.data_set = b->killed || crashed ? exit_data(b) : NULL};
     if (b->final_status[0]) {
-        rc =
-            hk_lifecycle_transition(st, b->meeting_id, b->final_status,
-                                    b->final_reason[0] ? b->final_reason : NULL, HK_SOURCE_BOT, &m);
+        rc = hk_lifecycle_transition_ex(st, b->meeting_id, b->final_status,
+                                        b->final_reason[0] ? b->final_reason : NULL, HK_SOURCE_BOT,
+                                        &o, &m);
     } else if (b->stop_requested) {
         /* Asked to leave; it did not say how it went (or had to be killed): the user's stop
          * still ends the meeting normally. */
-        rc = hk_lifecycle_transition(st, b->meeting_id, "completed", "stopped", HK_SOURCE_SYSTEM,
-                                     &m);
+        rc = hk_lifecycle_transition_ex(st, b->meeting_id, "completed", "stopped",
+                                        HK_SOURCE_SYSTEM, &o, &m);
     } else {
         /* Died on its own (its exit status is kept beside the reason). */
-        rc = hk_lifecycle_transition(st, b->meeting_id, "failed", "bot_crashed", HK_SOURCE_SYSTEM,
-                                     &m);
+        rc = hk_lifecycle_transition_ex(st, b->meeting_id, "failed", "bot_crashed",
+                                        HK_SOURCE_SYSTEM, &o, &m);
     }
+    json_decref(o.data_set);
     if (rc == 0 || rc == HK_ESTATE)
         hk_meeting_dispose(&m);
 }

@@ -204,12 +204,14 @@ void hk_lifecycle_set_observer(hk_lifecycle_observer_fn fn, void *data)
 int hk_lifecycle_transition(hk_store_t *store, int64_t id, const char *to, const char *reason,
                             const char *source, hk_meeting_t *out)
 {
-    return hk_lifecycle_transition_at(store, id, to, reason, source, 0, out);
+    return hk_lifecycle_transition_ex(store, id, to, reason, source, NULL, out);
 }
 
-int hk_lifecycle_transition_at(hk_store_t *store, int64_t id, const char *to, const char *reason,
-                               const char *source, int64_t start_ms, hk_meeting_t *out)
+int hk_lifecycle_transition_ex(hk_store_t *store, int64_t id, const char *to, const char *reason,
+                               const char *source, const hk_transition_opts_t *o,
+                               hk_meeting_t *out)
 {
+    int64_t start_ms = o ? o->start_ms : 0;
     for (int attempt = 0; attempt < 8; attempt++) {
         hk_meeting_t m;
         int rc = hk_store_meeting_get(store, -1, id, &m);
@@ -224,6 +226,8 @@ int hk_lifecycle_transition_at(hk_store_t *store, int64_t id, const char *to, co
         }
         int64_t now = hk_time_now_ms();
         json_t *data = json_deep_copy(m.data);
+        if (o && json_is_object(o->data_set) && json_is_object(data))
+            json_object_update(data, o->data_set);
         json_t *list = json_object_get(data, "status_transition");
         if (!json_is_array(list)) {
             list = json_array();

@@ -58,11 +58,20 @@ int hk_lifecycle_create(hk_store_t *store, const hk_meeting_t *in, int max_activ
 int hk_lifecycle_transition(hk_store_t *store, int64_t id, const char *to, const char *reason,
                             const char *source, hk_meeting_t *out);
 
-/* The same, with the start_time to record if this is the first move to active (0 = now): a bot
- * meeting's live transcript already has its time origin when the bot reports active, and
- * absolute segment times are start_time + start, live and stored alike. */
-int hk_lifecycle_transition_at(hk_store_t *store, int64_t id, const char *to, const char *reason,
-                               const char *source, int64_t start_ms, hk_meeting_t *out);
+typedef struct {
+    /* start_time to record if this is the first move to active (0 = now): a bot meeting's live
+     * transcript already has its time origin when the bot reports active, and absolute segment
+     * times are start_time + start, live and stored alike. */
+    int64_t start_ms;
+    /* Keys set into the meeting's data by the same compare-and-set (NULL: none), so that they
+     * are written exactly when the transition is, never over a concurrent one. */
+    json_t *data_set;
+} hk_transition_opts_t;
+
+/* hk_lifecycle_transition with options (o may be NULL). */
+int hk_lifecycle_transition_ex(hk_store_t *store, int64_t id, const char *to, const char *reason,
+                               const char *source, const hk_transition_opts_t *o,
+                               hk_meeting_t *out);
 
 /* Called after every committed transition with the meeting as it was before (id, user,
  * platform, native id, old status), the new status and the reason. Runs on the thread that made

@@ -269,6 +269,46 @@ static void test_failed_before_start(void **state)
     hk_meeting_dispose(&m);
 }
 
+/* Options: an explicit start_time for the first move to active, and data keys written by the
+ * transition itself (and not at all when the transition is refused). */
+static void test_transition_options(void **state)
+{
+    (void)state;
+    int64_t id = new_meeting();
+    hk_meeting_t m;
+    hk_transition_opts_t o = {.start_ms = 1700000000123};
+    assert_int_equal(hk_lifecycle_transition_ex(store, id, "active", NULL, HK_SOURCE_BOT, &o, &m),
+                     0);
+    assert_int_equal(m.start_time, 1700000000123);
+    hk_meeting_dispose(&m);
+
+    o = (hk_transition_opts_t){.start_ms = 5, .data_set = json_pack("{s:{s:i}}", "bot_exit",
+                                                                       "exit_status", 3)};
+    assert_non_null(o.data_set);
+    assert_int_equal(hk_lifecycle_transition_ex(store, id, "failed", "bot_crashed",
+                                                HK_SOURCE_SYSTEM, &o, &m),
+                     0);
+    assert_int_equal(m.start_time, 1700000000123); /* only the first move to active sets it */
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(m.data, "bot_exit"),
+                                                        "exit_status")),
+                     3);
+    assert_int_equal(json_array_size(json_object_get(m.data, "status_transition")), 2);
+    hk_meeting_dispose(&m);
+
+    /* Refused (terminal): nothing of it is written. */
+    json_object_set_new(json_object_get(o.data_set, "bot_exit"), "exit_status", json_integer(9));
+    assert_int_equal(hk_lifecycle_transition_ex(store, id, "completed", NULL, HK_SOURCE_SYSTEM,
+                                                &o, &m),
+                     HK_ESTATE);
+    hk_meeting_dispose(&m);
+    json_decref(o.data_set);
+    assert_int_equal(hk_store_meeting_get(store, -1, id, &m), 0);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(m.data, "bot_exit"),
+                                                        "exit_status")),
+                     3);
+    hk_meeting_dispose(&m);
+}
+
 static void test_stop_then_complete(void **state)
 {
     (void)state;
@@ -367,6 +407,7 @@ int main(void)
         cmocka_unit_test(test_initial_data),
         cmocka_unit_test(test_transition_to_active_then_failed),
         cmocka_unit_test(test_failed_before_start),
+        cmocka_unit_test(test_transition_options),
         cmocka_unit_test(test_stop_then_complete),
         cmocka_unit_test(test_from_terminal_is_refused),
         cmocka_unit_test(test_unknown_meeting),
