@@ -66,6 +66,7 @@ struct ingest_s {
     ext_key_t *ext;
     size_t next_ext, ext_cap;
     double offset_s; /* this session's first sample on the meeting timeline */
+    bool origin_set; /* offset_s is fixed (at the first audio or timestamped message) */
     int pending;     /* work items in flight: the struct lives until 0 and the ws is gone */
     bool ws_gone;
     bool session_ended;
@@ -424,9 +425,6 @@ static void verify_after_cb(uv_work_t *w, int status)
     }
     rt->bot = strcmp(in->meeting.platform, "stream") != 0;
     rt_add(rt, in);
-    int64_t t0 = hk_live_t0(in->live);
-    int64_t now = hk_time_now_ms();
-    in->offset_s = now > t0 ? (double)(now - t0) / 1000.0 : 0;
     if (app->asr) {
         hk_asr_callbacks_t cb = {asr_result_cb, asr_done_cb};
         int rc = hk_asr_session_new(app->asr, &cb, in, &in->asr);
@@ -473,11 +471,25 @@ static void verify_after_cb(uv_work_t *w, int status)
     if (s)
         hk_ws_send_text(in->ws, s, len);
     free(s);
-    hk_log_info("ingest",
-                "meeting_id=%lld session_id=%lld uid=%s op=ready rate=%u format=%s "
-                "offset_s=%.3f",
+    hk_log_info("ingest", "meeting_id=%lld session_id=%lld uid=%s op=ready rate=%u format=%s",
                 (long long)in->meeting_id, (long long)in->session_id, in->uid, in->rate,
-                in->float32 ? "float32" : "int16", in->offset_s);
+                in->float32 ? "float32" : "int16");
+}
+
+/* The session's times count from its first audio sample (protocols.md section 2), so its place
+ * on the meeting timeline is fixed when that sample arrives, not when the client connected (a
+ * bot connects, then joins its meeting, and only then has audio). A client that sends a
+ * timestamped message (speaker event, external segments) before any audio fixes it then. */
+static void fix_origin(ingest_t *in)
+{
+    if (in->origin_set)
+        return;
+    in->origin_set = true;
+    int64_t t0 = hk_live_t0(in->live);
+    int64_t now = hk_time_now_ms();
+    in->offset_s = now > t0 ? (double)(now - t0) / 1000.0 : 0;
+    hk_log_info("ingest", "meeting_id=%lld session_id=%lld op=origin offset_s=%.3f",
+                (long long)in->meeting_id, (long long)in->session_id, in->offset_s);
 }
 
 /* ---- frames ---- */
@@ -563,6 +575,7 @@ static void on_speaker(ingest_t *in, json_t *payload)
         fail(in, HK_WS_CLOSE_POLICY, "invalid speaker_activity payload");
         return;
     }
+    fix_origin(in);
     double t = in->offset_s + json_number_value(ts) / 1000.0;
     hk_collector_speaker(in->live, name, t, strcmp(ev, "SPEAKER_START") == 0);
 }
@@ -681,6 +694,7 @@ static void on_segments(ingest_t *in, json_t *arr)
         fail(in, HK_WS_CLOSE_POLICY, "invalid segments payload");
         return;
     }
+    fix_origin(in);
     if (!in->external) {
         /* An external engine transcribes this session: stop our own recogniser. */
         in->external = true;
@@ -786,6 +800,8 @@ static void on_binary(hk_ws_t *ws, const char *data, size_t len)
         fail(in, HK_WS_CLOSE_INVALID_DATA, "broken audio: frame is not whole samples");
         return;
     }
+    if (len > 0)
+        fix_origin(in);
     if (in->external || !in->asr)
         return; /* another engine transcribes this session, or none is configured */
     size_t n = len / width;

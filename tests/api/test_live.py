@@ -89,6 +89,33 @@ def test_external_segments_reach_subscribers_and_storage(make_server):
     assert mt["data"]["completion_reason"] == "stream_ended"
 
 
+def test_session_times_count_from_its_first_audio(make_server):
+    """protocols.md section 2: a session's times count from its first audio sample. A client
+    that connects and sends audio only a second later (a bot joining its meeting) must not get
+    segments a second early: the session's origin is its first audio frame, not its SERVER_READY."""
+    server = make_server(args=FAST)
+    _, token = server.new_user()
+    native = uniq()
+    m = start_meeting(server, token, native)
+
+    async def scenario():
+        ws, _ = await open_ingest(m["ingest_url"], m["meeting_token"])  # the meeting's t0
+        await asyncio.sleep(1.0)
+        await ws.send(b"\0\0" * 1600)  # 100 ms of silence: the session's first sample, ~1 s in
+        await asyncio.sleep(1.0)
+        await ws.send(json.dumps({"type": "segments", "segments": [
+            {"start": 0.0, "end": 0.5, "text": "hello", "completed": True}]}))
+        await ws.send(b"END_OF_AUDIO")
+        await asyncio.wait_for(ws.wait_closed(), 10)
+
+    run(scenario())
+    t = wait_for(lambda: (lambda j: j if j["segments"] else None)(
+        transcript(server, token, native)), what="the stored segment")
+    start = t["segments"][0]["start"]
+    # ~1.0 (first audio); 0 would be the connection, ~2.0 the segments message
+    assert 0.8 <= start < 1.8, t
+
+
 def test_bad_ingest_input_gets_error_and_close_others_untouched(make_server):
     server = make_server(args=FAST + ["--max-ws-message-bytes", "4096"])
     _, token = server.new_user(max_concurrent_bots=10)
