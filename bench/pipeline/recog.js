@@ -12,7 +12,10 @@
 //   (audio [k·c, (k+1)·c)) is sent at T0 + (k+1)·c, as a live capture would. A /ws subscriber
 //   (one connection per 100 meetings) records, per segment_id, when its first frame, first
 //   non-empty text and completed frame arrived, with the final start/end. Audio time x of a stream
-//   corresponds to wall time T0 + x. After the audio, END_OF_AUDIO; the time until the server
+//   corresponds to wall time T0 + x. The server places a session's first sample on the meeting
+//   timeline when its first chunk arrives, one chunk after T0 (the meeting's origin being the
+//   session's start, ~T0), so timeline position p is wall time T0 - c + p: that (T0 - c) is
+//   reported as the stream's T0. After the audio, END_OF_AUDIO; the time until the server
 //   closes the session is the backlog drain.
 //
 // Usage: node recog.js CONFIG.json → JSON on stdout, progress on stderr.
@@ -262,7 +265,7 @@ async function realtime() {
         client_cpu_s: (me.user + me.system) / 1e6, server_rss_kb: procRssKb(cfg.server_pid),
         streams: streams.map((st) => ({
             native_id: st.native_id, ready: st.ready, reply: st.ready ? undefined : st.reply,
-            T0: st.T0, audio_s: st.pcm.length / RATE, clips: st.clips, drain_s: st.drain_s,
+            T0: st.T0 - cfg.chunk_ms, audio_s: st.pcm.length / RATE, clips: st.clips, drain_s: st.drain_s,
             close_code: st.close_code, error: st.error, send_late_max_ms: st.send_late_max_ms,
             segments: [...st.segs.values()],
         })),
