@@ -2,6 +2,7 @@
 JWT decoding, raw sockets). Fixtures live in conftest.py."""
 import base64
 import json
+import os
 import re
 import socket
 import time
@@ -95,6 +96,31 @@ def poll(fn, timeout=5.0, interval=0.1):
         if v or time.monotonic() >= deadline:
             return v
         time.sleep(interval)
+
+
+def wait_for(pred, timeout=20, what="condition", interval=0.05):
+    """Calls pred() until it returns a truthy value, which it returns; fails the test after
+    timeout seconds, naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def pid_alive(pid):
+    """True while the process exists and is not a zombie (a zombie is gone for our purposes)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def raw_exchange(server, data, timeout=5.0, shut=False):

@@ -328,3 +328,19 @@ class RtpSpeaker:
         self.wait(5)
         self.client.close()
         self.sock.close()
+
+
+def sentence_packets(directory, sentence):
+    """A sentence spoken by flite, as the 20 ms Opus packets an RtpSpeaker sends."""
+    wav, opus = os.path.join(str(directory), "s.wav"), os.path.join(str(directory), "s.opus")
+    subprocess.run(["flite", "-t", sentence, "-o", wav], check=True)
+    encode_ogg_opus(wav, opus)
+    return ogg_opus_packets(opus)
+
+
+def bot_body(janus, room, bot_name="hark-notes", **kw):
+    """POST /bots body for a hark bot in one of this Janus' rooms."""
+    body = {"platform": "janus", "native_meeting_id": str(room), "meeting_url": janus.url,
+            "bot_name": bot_name}
+    body.update(kw)
+    return body

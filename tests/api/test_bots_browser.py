@@ -20,7 +20,7 @@ import time
 import pytest
 
 from conftest import REPO
-from helpers import uh
+from helpers import pid_alive, uh
 from janus_env import Janus, available, free_port
 from wsclient import open_live, run
 
@@ -43,18 +43,6 @@ ROOM = 1234
 DISPLAY = "AliceBrowser"  # the demo page accepts letters and digits only
 SENTENCE = "please send the quarterly report to the whole team before the meeting on friday morning"
 CONTENT = set(SENTENCE.split()) - {"please", "the", "to", "on", "before", "whole"}
-
-
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is gone for our purposes
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def bot_processes(server_pid):

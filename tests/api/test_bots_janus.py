@@ -9,35 +9,13 @@ import time
 
 import pytest
 
-from helpers import uh
-from janus_env import Janus, RtpSpeaker, available, encode_ogg_opus, ogg_opus_packets
+from helpers import get_meeting, pid_alive, uh, wait_for
+from janus_env import Janus, RtpSpeaker, available, bot_body, sentence_packets
 from wsclient import open_live, run
 
 pytestmark = pytest.mark.skipif(not available(), reason="Debian's janus package is not installed")
 
 SENTENCE = "the quick brown fox jumps over the lazy dog and then we should ship it on friday"
-
-
-def wait_for(pred, timeout=20, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
-
-
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is gone for our purposes
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 @pytest.fixture
@@ -50,24 +28,7 @@ def janus(tmp_path):
 
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory):
-    d = tmp_path_factory.mktemp("speech")
-    wav, opus = str(d / "s.wav"), str(d / "s.opus")
-    subprocess.run(["flite", "-t", SENTENCE, "-o", wav], check=True)
-    encode_ogg_opus(wav, opus)
-    return ogg_opus_packets(opus)
-
-
-def bot_body(janus, room, **kw):
-    body = {"platform": "janus", "native_meeting_id": str(room), "meeting_url": janus.url,
-            "bot_name": "hark-notes"}
-    body.update(kw)
-    return body
-
-
-def meeting_of(server, token, mid):
-    r = server.request("GET", "/meetings/%d" % mid, headers=uh(token))
-    assert r.status_code == 200, r.text
-    return r.json()
+    return sentence_packets(tmp_path_factory.mktemp("speech"), SENTENCE)
 
 
 def test_janus_bot_transcribes_room_and_stops(make_server, janus, speech):
@@ -129,7 +90,7 @@ def test_janus_bot_transcribes_room_and_stops(make_server, janus, speech):
         return mid, pid, speakers, held
 
     mid, pid, speakers, held = run(scenario())
-    m = meeting_of(server, token, mid)
+    m = get_meeting(server, token, mid)
     assert m["status"] == "completed" and m["data"]["completion_reason"] == "stopped", m
     sources = [(t["to"], t["source"]) for t in m["data"]["status_transition"]]
     assert ("joining", "bot") in sources and ("active", "bot") in sources, sources
@@ -163,7 +124,7 @@ def test_janus_bot_join_failures_are_readable(make_server, janus, room, body, wo
     assert r.status_code == 201, r.text
     mid = r.json()["id"]
     m = wait_for(lambda: (lambda x: x if x["status"] in ("completed", "failed") else None)(
-        meeting_of(server, token, mid)), 20, "the meeting to end")
+        get_meeting(server, token, mid)), 20, "the meeting to end")
     assert m["status"] == "failed", m
     reason = m["data"]["completion_reason"]
     assert reason.startswith("join_failure") and words in reason.lower(), m
@@ -179,7 +140,7 @@ def test_janus_bot_leaves_when_alone_and_pin_room_works(make_server, janus):
     assert r.status_code == 201, r.text
     mid = r.json()["id"]
     m = wait_for(lambda: (lambda x: x if x["status"] in ("completed", "failed") else None)(
-        meeting_of(server, token, mid)), 30, "the bot to leave")
+        get_meeting(server, token, mid)), 30, "the bot to leave")
     assert m["status"] == "completed" and m["data"]["completion_reason"] == "left_alone", m
 
 
@@ -197,7 +158,7 @@ def test_janus_bot_leaves_at_max_duration(make_server, janus):
         assert r.status_code == 201, r.text
         mid = r.json()["id"]
         m = wait_for(lambda: (lambda x: x if x["status"] in ("completed", "failed") else None)(
-            meeting_of(server, token, mid)), 30, "the bot to leave")
+            get_meeting(server, token, mid)), 30, "the bot to leave")
         took = time.time() - t0
     finally:
         companion.close()
@@ -236,10 +197,10 @@ def test_bot_crash_marks_meeting_failed(make_server, janus):
     pid = wait_for(lambda: next((b["pid"] for b in server.request(
         "GET", "/bots/status", headers=uh(token)).json()["running_bots"]
         if b["meeting_id"] == mid and b["pid"]), None), 10, "the bot pid")
-    wait_for(lambda: meeting_of(server, token, mid)["status"] == "active", 20, "active")
+    wait_for(lambda: get_meeting(server, token, mid)["status"] == "active", 20, "active")
     os.kill(pid, 9)
     m = wait_for(lambda: (lambda x: x if x["status"] == "failed" else None)(
-        meeting_of(server, token, mid)), 10, "failed")
+        get_meeting(server, token, mid)), 10, "failed")
     assert m["data"]["completion_reason"] == "bot_crashed"
     assert m["data"]["bot_exit"]["term_signal"] == 9, m["data"]
 
@@ -249,10 +210,10 @@ def test_restart_reconciles_janus_meetings(make_server, janus):
     _, token = server.new_user()
     r = server.request("POST", "/bots", headers=uh(token), json=bot_body(janus, 1234))
     mid = r.json()["id"]
-    wait_for(lambda: meeting_of(server, token, mid)["status"] == "active", 20, "active")
+    wait_for(lambda: get_meeting(server, token, mid)["status"] == "active", 20, "active")
     server.kill()
     server.start()
-    m = meeting_of(server, token, mid)
+    m = get_meeting(server, token, mid)
     assert m["status"] == "failed" and m["data"]["completion_reason"] == "server_restarted", m
 
 

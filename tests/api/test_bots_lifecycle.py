@@ -13,36 +13,14 @@ import time
 
 import pytest
 
-from helpers import err, uh
-from janus_env import Janus, JanusClient, RtpSpeaker, available, encode_ogg_opus, ogg_opus_packets
+from helpers import err, get_meeting, pid_alive, uh, wait_for
+from janus_env import Janus, JanusClient, RtpSpeaker, available, bot_body, sentence_packets
 
 pytestmark = pytest.mark.skipif(not available(), reason="Debian's janus package is not installed")
 
 SENTENCE = "the quick brown fox jumps over the lazy dog and then we should ship it on friday"
 ASR_ENV = {"HARK_ASR": "pocketsphinx", "HARK_ASR_POOL_SIZE": "1"}
 BOT_NAME = "hark-notes"
-
-
-def wait_for(pred, timeout=20, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
-
-
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is gone for our purposes
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 class TcpProxy:
@@ -154,28 +132,11 @@ def proxy():
 
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory):
-    d = tmp_path_factory.mktemp("speech")
-    wav, opus = str(d / "s.wav"), str(d / "s.opus")
-    subprocess.run(["flite", "-t", SENTENCE, "-o", wav], check=True)
-    encode_ogg_opus(wav, opus)
-    return ogg_opus_packets(opus)
-
-
-def bot_body(janus, room, **kw):
-    body = {"platform": "janus", "native_meeting_id": str(room), "meeting_url": janus.url,
-            "bot_name": BOT_NAME}
-    body.update(kw)
-    return body
-
-
-def meeting_of(server, token, mid):
-    r = server.request("GET", "/meetings/%d" % mid, headers=uh(token))
-    assert r.status_code == 200, r.text
-    return r.json()
+    return sentence_packets(tmp_path_factory.mktemp("speech"), SENTENCE)
 
 
 def ended(server, token, mid):
-    m = meeting_of(server, token, mid)
+    m = get_meeting(server, token, mid)
     return m if m["status"] in ("completed", "failed") else None
 
 
@@ -184,7 +145,7 @@ def start_bot(server, token, janus, room=1234, **kw):
     r = server.request("POST", "/bots", headers=uh(token), json=bot_body(janus, room, **kw))
     assert r.status_code == 201, r.text
     mid = r.json()["id"]
-    wait_for(lambda: meeting_of(server, token, mid)["status"] == "active", 20, "active")
+    wait_for(lambda: get_meeting(server, token, mid)["status"] == "active", 20, "active")
     pid = wait_for(lambda: next((b["pid"] for b in server.request(
         "GET", "/bots/status", headers=uh(token)).json()["running_bots"]
         if b["meeting_id"] == mid and b["pid"]), None), 10, "the bot pid")
@@ -267,7 +228,7 @@ def test_bot_reconnects_with_backoff_and_keeps_the_timeline(make_server, janus, 
     (s1, off1), (s2, _) = ready_sessions(server, mid)
     last_end = max(s["end"] for s in before)
     assert s2 != s1 and off1 is not None and off1 < 1, (off1, before)
-    m = meeting_of(server, token, mid)
+    m = get_meeting(server, token, mid)
     assert m["status"] == "active", m
     assert [t["to"] for t in m["data"]["status_transition"]][-1] == "active", m
     before_ids = {s["segment_id"] for s in before}
@@ -309,14 +270,14 @@ def test_server_killed_under_a_bot(make_server, janus, proxy):
     n = len(proxy.forwarded())
     server.start()
     proxy.target = server.port
-    m = meeting_of(server, token, mid)
+    m = get_meeting(server, token, mid)
     assert m["status"] == "failed" and m["data"]["completion_reason"] == "server_restarted", m
     wait_for(lambda: not pid_alive(pid), 15, "the orphaned bot to exit")
     assert BOT_NAME not in room_displays(janus)
     # It did come back through the proxy and was turned away; nothing changed the meeting.
     assert len(proxy.forwarded()) > n
     wait_for(lambda: "invalid token: meeting is failed" in server.log(), 5, "the refusal")
-    m = meeting_of(server, token, mid)
+    m = get_meeting(server, token, mid)
     assert m["data"]["status_transition"][-1]["reason"] == "server_restarted", m
     r = server.request("GET", "/bots/status", headers=uh(token))
     assert not [b for b in r.json()["running_bots"] if b["meeting_id"] == mid]
@@ -348,7 +309,7 @@ def test_reconfigure_reaches_the_bot(make_server, janus):
     wait_for(lambda: len(ready_sessions(server, mid)) == 2, 10, "the new session")
     (s1, _), (s2, _) = ready_sessions(server, mid)
     assert s2 != s1
-    m = meeting_of(server, token, mid)
+    m = get_meeting(server, token, mid)
     assert m["status"] == "active" and m["data"]["languages"] == ["en"], m
     assert pid_alive(pid)
 

@@ -8,7 +8,7 @@ import time
 import pytest
 import websockets
 
-from helpers import uh, uniq
+from helpers import uh, uniq, wait_for
 from wsclient import (LiveTranscript, expect_error_and_close, open_ingest, open_live, recv_json,
                       run, start_meeting)
 
@@ -26,16 +26,6 @@ def meeting(server, token, mid):
     r = server.request("GET", "/meetings/%d" % mid, headers=uh(token))
     assert r.status_code == 200
     return r.json()
-
-
-def wait_for(pred, timeout=10, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def test_external_segments_reach_subscribers_and_storage(make_server):
