@@ -347,6 +347,7 @@ static int cmd_serve(const hk_config_t *cfg)
     hk_bot_runner_reconcile(app->bots);
 
     int wrc = hk_webhook_new(app->loop, app->store, cfg, &s->webhooks);
+    app->webhooks = s->webhooks;
     if (wrc) {
         hk_log_error("main", "op=webhook_start err=\"%s\"", hk_strerror(wrc));
         goto out;
@@ -382,6 +383,7 @@ out:
     if (app->loop)
         uv_loop_close(app->loop);
     hk_bot_runner_free(app->bots);
+    app->webhooks = NULL;
     hk_webhook_free(s->webhooks);
     hk_http_server_free(app->http);
     hk_store_close(app->store);

@@ -53,6 +53,7 @@ typedef struct hk_app_s {
     hk_collector_t *collector;    /* live transcripts (loop thread; snapshots from any thread) */
     hk_asr_engine_t *asr;         /* the recogniser pool; NULL when disabled */
     struct hk_bot_runner_s *bots; /* meeting bots (child processes); loop thread + its API */
+    struct hk_webhook_s *webhooks; /* webhook delivery engine, for its counters (loop thread) */
 } hk_app_t;
 
 enum {

@@ -9,6 +9,7 @@
 #include "asr/engine.h"
 #include "bus/bus.h"
 #include "pipeline/collector.h"
+#include "webhook/delivery.h"
 
 #define MAX_SERIES 512
 static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
@@ -105,6 +106,28 @@ static void readyz(hk_ctx_t *c)
     json_object_set_new(o, "status", json_string("ready"));
     json_object_set_new(o, "store", json_string("ok"));
     hk_api_json(c, 200, o);
+}
+
+/* The webhook engine's counters since start. */
+static void webhook_metrics(hk_app_t *app, hk_buf_t *b)
+{
+    if (!app->webhooks)
+        return;
+    hk_webhook_stats_t w;
+    hk_webhook_stats(app->webhooks, &w);
+    hk_buf_printf(b,
+                  "# HELP hark_webhook_attempts_total Webhook HTTP attempts finished, by outcome "
+                  "(delivered, retrying: failed and scheduled again, failed: given up).\n"
+                  "# TYPE hark_webhook_attempts_total counter\n"
+                  "hark_webhook_attempts_total{outcome=\"delivered\"} %llu\n"
+                  "hark_webhook_attempts_total{outcome=\"retrying\"} %llu\n"
+                  "hark_webhook_attempts_total{outcome=\"failed\"} %llu\n"
+                  "# HELP hark_webhook_in_flight Webhook requests on the wire.\n"
+                  "# TYPE hark_webhook_in_flight gauge\nhark_webhook_in_flight %zu\n"
+                  "# HELP hark_webhook_queued Claimed deliveries waiting for an endpoint slot.\n"
+                  "# TYPE hark_webhook_queued gauge\nhark_webhook_queued %zu\n",
+                  (unsigned long long)w.delivered, (unsigned long long)w.retrying,
+                  (unsigned long long)w.failed, w.in_flight, w.queued);
 }
 
 /* The live pipeline's gauges and counters: recogniser pool and queue, collector, bus, sockets. */
@@ -211,6 +234,7 @@ static void metrics(hk_ctx_t *c)
                   "# TYPE hark_start_time_seconds gauge\nhark_start_time_seconds %lld\n",
                   HK_VERSION, HK_GIT_REV, (long long)(m->started_ms / 1000));
     live_metrics(c->app, &b);
+    webhook_metrics(c->app, &b);
     if (!b.data) {
         hk_api_error(c, 500, "metrics too large");
         return;

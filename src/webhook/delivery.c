@@ -87,6 +87,7 @@ struct hk_webhook_s {
     size_t nqueued;
     xfer_t *active; /* transfers in flight */
     size_t nactive;
+    hk_webhook_stats_t stats; /* counters (attempts, delivered, retrying, failed) */
     endpoint_t *eps;
     size_t neps, eps_cap;
 
@@ -241,7 +242,24 @@ static void finish(hk_webhook_t *w, xfer_t *x, CURLcode res, long status)
                  " meeting_id=%" PRId64 " attempt=%d status=%ld state=%s err=%s",
                  x->d.id, x->d.event_id, x->d.user_id, x->d.meeting_id, attempts, status, state,
                  hk_log_quote(q, sizeof(q), err[0] ? err : "-"));
+    w->stats.attempts++;
+    if (oc == HK_WEBHOOK_DELIVERED)
+        w->stats.delivered++;
+    else if (state[0] == 'f')
+        w->stats.failed++;
+    else
+        w->stats.retrying++;
     add_result(w, x, state, attempts, status, err[0] ? err : NULL, next_at);
+}
+
+void hk_webhook_stats(const hk_webhook_t *w, hk_webhook_stats_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!w)
+        return;
+    *out = w->stats;
+    out->in_flight = w->nactive;
+    out->queued = w->nqueued;
 }
 
 /* ---- curl callbacks (loop thread: curl calls them from socket_action/add/remove) ---- */

@@ -4,6 +4,7 @@
 #ifndef HK_WEBHOOK_DELIVERY_H
 #define HK_WEBHOOK_DELIVERY_H
 
+#include <stdint.h>
 #include <uv.h>
 #include "core/config.h"
 #include "store/store.h"
@@ -24,6 +25,18 @@ int hk_webhook_new(uv_loop_t *loop, hk_store_t *store, const hk_config_t *cfg, h
  * Call on the loop thread after request handlers have finished. Idempotent; NULL-safe.
  */
 void hk_webhook_stop(hk_webhook_t *w);
+
+typedef struct {
+    uint64_t attempts;  /* HTTP attempts finished since start */
+    uint64_t delivered; /* deliveries that got a 2xx */
+    uint64_t retrying;  /* attempts that failed and were scheduled again */
+    uint64_t failed;    /* deliveries given up (final error or retries exhausted) */
+    size_t in_flight;   /* requests on the wire now */
+    size_t queued;      /* claimed deliveries waiting for an endpoint slot */
+} hk_webhook_stats_t;
+
+/* Counters since start, for /metrics. Loop thread. NULL-safe (all zero). */
+void hk_webhook_stats(const hk_webhook_t *w, hk_webhook_stats_t *out);
 
 /*
  * After the loop has ended (hk_webhook_stop called before it did): writes the outcomes not yet

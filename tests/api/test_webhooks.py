@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from helpers import MEETING_KEYS, err, ok_json, poll, start_stream, stop_stream, uh, uniq
+from helpers import (MEETING_KEYS, err, metric_value, ok_json, poll, start_stream, stop_stream,
+                     uh, uniq)
 
 SECRET = "whsec-" + "q" * 24
 FAST = {"HARK_WEBHOOK_ALLOW_PRIVATE": "1", "HARK_WEBHOOK_RETRY_SCHEDULE": "1,1,1"}
@@ -291,6 +292,15 @@ def test_order_per_meeting_with_retries(wh_server, receiver):
             verify_signature(h)
 
 
+def attempts_by_outcome(server):
+    """hark_webhook_attempts_total by outcome, from /metrics (this server's counters)."""
+    r = server.request("GET", "/metrics")
+    assert r.status_code == 200, r.text
+    assert metric_value(r.text, "hark_webhook_in_flight") == 0
+    return {o: int(metric_value(r.text, "hark_webhook_attempts_total", outcome=o))
+            for o in ("delivered", "retrying", "failed")}
+
+
 def test_500_is_retried_then_succeeds(wh_server, receiver):
     receiver.plan = lambda ev, n: (500 if n < 2 else 200, {}, 0)
     _, token = wh_server.new_user()
@@ -305,6 +315,7 @@ def test_500_is_retried_then_succeeds(wh_server, receiver):
     d = poll(delivered, timeout=5)
     assert d, deliveries(wh_server, token)
     assert d["attempts"] == 3 and d["last_status"] == 200 and d["last_error"] is None
+    assert attempts_by_outcome(wh_server) == {"delivered": 1, "retrying": 2, "failed": 0}
 
 
 def test_retries_exhausted_then_failed(wh_server, receiver):
@@ -319,6 +330,7 @@ def test_retries_exhausted_then_failed(wh_server, receiver):
         return d if d["state"] == "failed" else None
     d = poll(failed, timeout=5)
     assert d and d["attempts"] == 4 and d["last_status"] == 503 and "503" in d["last_error"]
+    assert attempts_by_outcome(wh_server) == {"delivered": 0, "retrying": 3, "failed": 1}
     time.sleep(1.5)
     assert len(receiver.events()) == 4
 
