@@ -93,6 +93,8 @@ static const opt_t opts[] = {
      false, "webhook delivery: time allowed to connect"},
     {"webhook_timeout_ms", T_INT, OFF(webhook_timeout_ms), "10000", 100, 300000, false,
      "webhook delivery: time allowed for a whole attempt"},
+    {"webhook_retention_days", T_INT, OFF(webhook_retention_days), "30", 0, 3650, false,
+     "finished webhook deliveries (and their events) older than this are deleted (0 = keep)"},
     {"webhook_max_concurrency", T_INT, OFF(webhook_max_concurrency), "8", 1, 256, false,
      "webhook deliveries in flight per endpoint"},
     {"webhook_max_response_bytes", T_SIZE, OFF(webhook_max_response_bytes), "65536", 0, 1 << 24,

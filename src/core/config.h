@@ -47,6 +47,7 @@ typedef struct {
     int webhook_connect_timeout_ms;
     int webhook_timeout_ms;
     int webhook_max_concurrency; /* in-flight deliveries per endpoint */
+    int webhook_retention_days;  /* finished deliveries kept this long; 0 = forever */
     size_t webhook_max_response_bytes;
 } hk_config_t;
 

@@ -71,6 +71,7 @@ typedef struct hk_store_backend_s {
                          int64_t *next_due);
     int (*webhook_record)(void *impl, const hk_delivery_result_t *v, size_t n);
     int (*webhook_reset_sending)(void *impl, int64_t *n);
+    int (*webhook_prune)(void *impl, int64_t before_ms, int64_t *deliveries, int64_t *events);
 } hk_store_backend_t;
 
 /* The opaque handle of store.h: a backend and its state. Immutable after open (any thread). */

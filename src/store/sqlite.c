@@ -97,6 +97,8 @@ enum {
     ST_DLV_NEXT_DUE,
     ST_DLV_RECORD,
     ST_DLV_RESET_SENDING,
+    ST_DLV_PRUNE,
+    ST_EVT_PRUNE,
     ST_COUNT
 };
 
@@ -230,6 +232,10 @@ static const char *const sql_text[ST_COUNT] = {
                       " updated_at = ?7 WHERE id = ?1",
     [ST_DLV_RESET_SENDING] = "UPDATE webhook_deliveries SET state = 'pending',"
                              " next_attempt_at = ?1, updated_at = ?1 WHERE state = 'sending'",
+    [ST_DLV_PRUNE] = "DELETE FROM webhook_deliveries WHERE state IN ('delivered','failed')"
+                     " AND updated_at < ?1",
+    [ST_EVT_PRUNE] = "DELETE FROM webhook_events WHERE created_at < ?1"
+                     " AND id NOT IN (SELECT event_row FROM webhook_deliveries)",
 };
 
 typedef struct conn_s {
@@ -1665,6 +1671,27 @@ static int sq_webhook_reset_sending(void *impl, int64_t *n)
     return rc;
 }
 
+static int sq_webhook_prune(void *impl, int64_t before_ms, int64_t *deliveries,
+                            int64_t *events)
+{
+    static const char op[] = "webhook_prune";
+    sqlite_store_t *S = impl;
+    conn_t *c = acquire(S);
+    int rc = tx_begin(c, op);
+    if (rc == 0) {
+        rc = exec_stmt(c, ST_DLV_PRUNE, op, PARAMS(P_I64(before_ms)));
+        if (rc == 0) {
+            *deliveries = sqlite3_changes(c->db);
+            rc = exec_stmt(c, ST_EVT_PRUNE, op, PARAMS(P_I64(before_ms)));
+        }
+        if (rc == 0)
+            *events = sqlite3_changes(c->db);
+        rc = tx_end(c, rc, op);
+    }
+    release(S, c);
+    return rc;
+}
+
 static const hk_store_backend_t sqlite_backend = {
     .name = "sqlite",
     .close = sq_close,
@@ -1701,6 +1728,7 @@ static const hk_store_backend_t sqlite_backend = {
     .webhook_claim = sq_webhook_claim,
     .webhook_record = sq_webhook_record,
     .webhook_reset_sending = sq_webhook_reset_sending,
+    .webhook_prune = sq_webhook_prune,
 };
 
 int hk_store_sqlite_open(const char *path, int pool_size, const hk_store_backend_t **be,

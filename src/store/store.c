@@ -625,6 +625,24 @@ int hk_store_webhook_record(hk_store_t *s, const hk_delivery_result_t *v, size_t
     return s->be->webhook_record(s->impl, v, n);
 }
 
+int hk_store_webhook_prune(hk_store_t *s, int64_t before_ms, int64_t *deliveries,
+                           int64_t *events)
+{
+    int64_t d = 0, e = 0;
+    if (deliveries)
+        *deliveries = 0;
+    if (events)
+        *events = 0;
+    if (s == NULL || before_ms <= 0)
+        return HK_EINVAL;
+    int rc = s->be->webhook_prune(s->impl, before_ms, &d, &e);
+    if (rc == 0 && deliveries)
+        *deliveries = d;
+    if (rc == 0 && events)
+        *events = e;
+    return rc;
+}
+
 int hk_store_webhook_reset_sending(hk_store_t *s, int64_t *n)
 {
     int64_t dummy;

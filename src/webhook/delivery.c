@@ -88,6 +88,11 @@ struct hk_webhook_s {
     xfer_t *active; /* transfers in flight */
     size_t nactive;
     hk_webhook_stats_t stats; /* counters (attempts, delivered, retrying, failed) */
+
+    int retention_days; /* 0: keep finished deliveries forever */
+    uv_timer_t prune_timer;
+    uv_work_t prune_work;
+    bool prune_busy;
     endpoint_t *eps;
     size_t neps, eps_cap;
 
@@ -260,6 +265,45 @@ void hk_webhook_stats(const hk_webhook_t *w, hk_webhook_stats_t *out)
     *out = w->stats;
     out->in_flight = w->nactive;
     out->queued = w->nqueued;
+}
+
+/* ---- retention: finished deliveries and their events older than retention_days ---- */
+
+enum { PRUNE_EVERY_MS = 3600 * 1000 };
+
+/* Blocking store call: at start-up, or on a worker thread. */
+static void prune(hk_webhook_t *w)
+{
+    int64_t before = hk_time_now_ms() - (int64_t)w->retention_days * 86400 * 1000;
+    int64_t nd = 0, ne = 0;
+    int rc = hk_store_webhook_prune(w->store, before, &nd, &ne);
+    if (rc != 0)
+        hk_log_warn(MOD, "op=prune err=\"%s\"", hk_strerror(rc));
+    else if (nd > 0 || ne > 0)
+        hk_log_info(MOD, "op=prune retention_days=%d deliveries=%" PRId64 " events=%" PRId64,
+                    w->retention_days, nd, ne);
+}
+
+static void prune_work_cb(uv_work_t *r)
+{
+    prune(r->data);
+}
+
+static void prune_after_cb(uv_work_t *r, int status)
+{
+    HK_UNUSED(status);
+    hk_webhook_t *w = r->data;
+    w->prune_busy = false;
+}
+
+static void prune_timer_cb(uv_timer_t *t)
+{
+    hk_webhook_t *w = t->data;
+    if (w->prune_busy || w->stopping)
+        return;
+    w->prune_work.data = w;
+    if (uv_queue_work(w->loop, &w->prune_work, prune_work_cb, prune_after_cb) == 0)
+        w->prune_busy = true;
 }
 
 /* ---- curl callbacks (loop thread: curl calls them from socket_action/add/remove) ---- */
@@ -710,6 +754,9 @@ int hk_webhook_new(uv_loop_t *loop, hk_store_t *store, const hk_config_t *cfg, h
     if (hk_random_bytes(&w->rng, sizeof(w->rng)) != 0 || w->rng == 0)
         w->rng = 0x9e3779b97f4a7c15ull;
 
+    w->retention_days = cfg->webhook_retention_days;
+    if (w->retention_days > 0)
+        prune(w);
     int64_t reset = 0;
     if (hk_store_webhook_reset_sending(store, &reset) != 0) {
         free(w);
@@ -732,7 +779,10 @@ int hk_webhook_new(uv_loop_t *loop, hk_store_t *store, const hk_config_t *cfg, h
     uv_timer_init(loop, &w->curl_timer);
     uv_timer_init(loop, &w->poll_timer);
     uv_async_init(loop, &w->wake, wake_cb);
-    w->curl_timer.data = w->poll_timer.data = w->wake.data = w;
+    uv_timer_init(loop, &w->prune_timer);
+    w->curl_timer.data = w->poll_timer.data = w->wake.data = w->prune_timer.data = w;
+    if (w->retention_days > 0)
+        uv_timer_start(&w->prune_timer, prune_timer_cb, PRUNE_EVERY_MS, PRUNE_EVERY_MS);
     hk_store_set_outbox_hook(store, outbox_hook, w);
     if (w->allow_private)
         hk_log_warn(MOD, "msg=\"webhook_allow_private is on: deliveries may reach loopback and "
@@ -770,6 +820,8 @@ void hk_webhook_stop(hk_webhook_t *w)
     uv_close((uv_handle_t *)&w->curl_timer, NULL);
     uv_close((uv_handle_t *)&w->poll_timer, NULL);
     uv_close((uv_handle_t *)&w->wake, NULL);
+    uv_timer_stop(&w->prune_timer);
+    uv_close((uv_handle_t *)&w->prune_timer, NULL); /* a prune in flight ends before the loop */
 }
 
 void hk_webhook_free(hk_webhook_t *w)

@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import http.server
 import json
+import os
 import threading
 import time
 
@@ -517,3 +518,47 @@ def test_sigterm_with_delivery_in_flight_exits_cleanly(make_server, receiver):
     meeting_cycle(server, token)
     receiver.wait(1)
     server.check_clean_exit()
+
+
+def test_retention_deletes_old_finished_deliveries_only(make_server, receiver):
+    """--webhook-retention-days: at start (and hourly) finished deliveries older than the
+    retention, and events no delivery refers to any more, are deleted; an open (pending)
+    delivery and its event stay whatever their age. Rows are aged in the database directly."""
+    import sqlite3
+    server = make_server(env={"HARK_WEBHOOK_ALLOW_PRIVATE": "1",
+                              "HARK_WEBHOOK_RETRY_SCHEDULE": "3600"})
+    receiver.plan = lambda ev, n: (200, {}, 0)
+    _, ok_token = server.new_user()
+    put_webhook(server, ok_token, webhook_url=receiver.url, events=["meeting.completed"])
+    meeting_cycle(server, ok_token)
+    assert poll(lambda: deliveries(server, ok_token)["deliveries"][0]["state"] == "delivered")
+    _, late_token = server.new_user()
+    put_webhook(server, late_token, webhook_url="http://127.0.0.1:1/hook",
+                events=["meeting.completed"])
+    meeting_cycle(server, late_token)
+    assert poll(lambda: deliveries(server, late_token)["deliveries"][0]["attempts"] == 1)
+    server.stop()
+
+    db = sqlite3.connect(os.path.join(server.data_dir, "hark.db"))
+    day_ms = 86400 * 1000
+    with db:
+        db.execute("UPDATE webhook_deliveries SET updated_at = updated_at - 40 * ?, "
+                   "created_at = created_at - 40 * ?", (day_ms, day_ms))
+        db.execute("UPDATE webhook_events SET created_at = created_at - 40 * ?", (day_ms,))
+    n_events = db.execute("SELECT count(*) FROM webhook_events").fetchone()[0]
+    db.close()
+    assert n_events >= 2
+
+    server.args += ["--webhook-retention-days", "30"]
+    server.start()
+    assert deliveries(server, ok_token)["deliveries"] == []
+    left = deliveries(server, late_token)["deliveries"]
+    assert len(left) == 1 and left[0]["state"] == "pending", left
+    assert "op=prune retention_days=30 deliveries=1" in server.log()
+    db = sqlite3.connect(os.path.join(server.data_dir, "hark.db"))
+    kinds = db.execute("SELECT count(*) FROM webhook_events e JOIN webhook_deliveries d "
+                       "ON d.event_row = e.id").fetchone()[0]
+    orphans = db.execute("SELECT count(*) FROM webhook_events WHERE id NOT IN "
+                         "(SELECT event_row FROM webhook_deliveries)").fetchone()[0]
+    db.close()
+    assert kinds == 1 and orphans == 0
