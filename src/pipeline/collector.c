@@ -35,7 +35,7 @@ struct hk_live_s {
     live_seg_t *segs;
     size_t nsegs, cap;
     spk_t *spk;
-    size_t nspk;
+    size_t nspk, spk_cap;
     hk_live_t *next;
 };
 
@@ -336,32 +336,65 @@ int64_t hk_live_t0(const hk_live_t *lt)
     return lt->t0;
 }
 
-/* Who spoke most during [start, end]: the name with the largest total overlap, or NULL. */
+/* Index of the first speaker interval of `name` (the order in which people first spoke). */
+static size_t first_interval(const hk_live_t *lt, const char *name)
+{
+    size_t i = 0;
+    while (i < lt->nspk && strcmp(lt->spk[i].name, name) != 0)
+        i++;
+    return i;
+}
+
+typedef struct {
+    const char *name;
+    double total;
+} overlap_t;
+
+/* Who spoke most during [start, end]: the name with the largest total overlap, or NULL; on a tie,
+ * whoever spoke first in the meeting. Called for every segment update, so one pass over the
+ * intervals collects only the names that overlap (a few), instead of comparing every name with
+ * every interval. */
 static const char *assign_speaker(const hk_live_t *lt, double start, double end)
 {
-    const char *best = NULL;
-    double best_overlap = 0;
+    overlap_t local[16], *cand = local;
+    size_t nc = 0, cap = HK_ARRAY_SIZE(local);
     for (size_t i = 0; i < lt->nspk; i++) {
-        const char *name = lt->spk[i].name;
-        bool seen = false;
-        for (size_t j = 0; j < i && !seen; j++)
-            seen = strcmp(lt->spk[j].name, name) == 0;
-        if (seen)
+        double e = lt->spk[i].end < 0 ? end : lt->spk[i].end;
+        double ov = fmin(e, end) - fmax(lt->spk[i].start, start);
+        if (ov <= 0)
             continue;
-        double total = 0;
-        for (size_t j = i; j < lt->nspk; j++) {
-            if (strcmp(lt->spk[j].name, name) != 0)
-                continue;
-            double e = lt->spk[j].end < 0 ? end : lt->spk[j].end;
-            double ov = fmin(e, end) - fmax(lt->spk[j].start, start);
-            if (ov > 0)
-                total += ov;
+        size_t k = 0;
+        while (k < nc && strcmp(cand[k].name, lt->spk[i].name) != 0)
+            k++;
+        if (k == nc) {
+            if (nc == cap) { /* many people at once: grow to the worst case */
+                overlap_t *more = malloc(lt->nspk * sizeof(*more));
+                if (!more)
+                    break;
+                memcpy(more, cand, nc * sizeof(*more));
+                if (cand != local)
+                    free(cand);
+                cand = more;
+                cap = lt->nspk;
+            }
+            cand[nc++] = (overlap_t){lt->spk[i].name, 0};
         }
-        if (total > best_overlap) {
-            best_overlap = total;
-            best = name;
+        cand[k].total += ov;
+    }
+    const char *best = NULL;
+    double best_total = 0;
+    size_t best_first = 0;
+    for (size_t k = 0; k < nc; k++) {
+        size_t f = first_interval(lt, cand[k].name);
+        if (!best || cand[k].total > best_total ||
+            (cand[k].total == best_total && f < best_first)) {
+            best = cand[k].name;
+            best_total = cand[k].total;
+            best_first = f;
         }
     }
+    if (cand != local)
+        free(cand);
     return best;
 }
 
@@ -509,16 +542,17 @@ void hk_collector_speaker(hk_live_t *lt, const char *name, double t, bool start)
             memmove(lt->spk, lt->spk + 1, (lt->nspk - 1) * sizeof(*lt->spk));
             lt->nspk--;
         }
-        spk_t *p = lt->nspk ? realloc(lt->spk, (lt->nspk + 1) * sizeof(*p)) : malloc(sizeof(*p));
-        char *nm = strdup(name);
-        if (p && nm) {
-            lt->spk = p;
-            lt->spk[lt->nspk++] = (spk_t){nm, t, -1};
-        } else {
-            if (p)
+        if (lt->nspk == lt->spk_cap) { /* doubling: not one realloc per event */
+            size_t ncap = lt->spk_cap ? lt->spk_cap * 2 : 16;
+            spk_t *p = realloc(lt->spk, ncap * sizeof(*p));
+            if (p) {
                 lt->spk = p;
-            free(nm);
+                lt->spk_cap = ncap;
+            }
         }
+        char *nm = lt->nspk < lt->spk_cap ? strdup(name) : NULL;
+        if (nm)
+            lt->spk[lt->nspk++] = (spk_t){nm, t, -1};
     } else {
         /* Close this person's latest open interval. */
         for (size_t i = lt->nspk; i-- > 0;) {
