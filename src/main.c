@@ -16,6 +16,7 @@
 #include "webhook/delivery.h"
 #include "api/ingest.h"
 #include "asr/engine.h"
+#include "pipeline/formats.h"
 #include "bot/bot.h"
 #include "bot/runner.h"
 #include "bus/bus.h"
@@ -160,22 +161,13 @@ static void publish_status(const hk_meeting_t *before, const char *to, const cha
     hk_app_t *app = data;
     if (!app->bus)
         return;
-    json_t *o = json_object();
-    json_object_set_new(o, "type", json_string("meeting.status"));
-    json_t *m = json_object();
-    json_object_set_new(m, "id", json_integer(before->id));
-    json_object_set_new(m, "platform", json_string(before->platform));
-    json_object_set_new(m, "native_id", json_string(before->native_meeting_id));
-    json_object_set_new(o, "meeting", m);
     json_t *p = json_object();
     json_object_set_new(p, "status", json_string(to));
     hk_json_set_str_or_null(p, "reason", reason);
     json_object_set_new(p, "from", json_string(before->status));
-    json_object_set_new(o, "payload", p);
-    hk_json_set_time_or_null(o, "ts", hk_time_now_ms());
     size_t len;
-    char *s = hk_json_encode(o, &len);
-    json_decref(o);
+    char *s = hk_format_live_message("meeting.status", before->id, before->platform,
+                                     before->native_meeting_id, p, &len);
     if (s)
         hk_bus_publish(app->bus, before->id, s, len);
     free(s);

@@ -9,6 +9,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "net/ws.h"
+#include "pipeline/formats.h"
 
 #define MAX_SUBS_PER_CONN 100
 
@@ -169,11 +170,7 @@ static void sub_work_cb(uv_work_t *w)
         /* Only the user's own meetings are visible; another user's look exactly like none. */
         if (hk_store_meeting_find(j->conn->app->store, j->conn->user_id, platform, native, &m) ==
             0) {
-            json_t *o = json_object();
-            json_object_set_new(o, "id", json_integer(m.id));
-            json_object_set_new(o, "platform", json_string(platform));
-            json_object_set_new(o, "native_id", json_string(native));
-            json_array_append_new(j->found, o);
+            json_array_append_new(j->found, hk_format_meeting_ref(m.id, platform, native));
             hk_meeting_dispose(&m);
         } else {
             json_array_append(j->missing, item);
@@ -312,11 +309,7 @@ static void on_text(hk_ws_t *ws, const char *data, size_t len)
                     if (strcmp(s->platform, p) || strcmp(s->native_id, n))
                         continue;
                     topic_remove(s->meeting_id, lc);
-                    json_t *o = json_object();
-                    json_object_set_new(o, "id", json_integer(s->meeting_id));
-                    json_object_set_new(o, "platform", json_string(p));
-                    json_object_set_new(o, "native_id", json_string(n));
-                    json_array_append_new(done, o);
+                    json_array_append_new(done, hk_format_meeting_ref(s->meeting_id, p, n));
                     free(s->platform);
                     free(s->native_id);
                     lc->subs[k] = lc->subs[--lc->nsubs];

@@ -406,20 +406,11 @@ static void publish(hk_live_t *lt, json_t *segments)
         json_decref(segments);
         return;
     }
-    json_t *msg = json_object();
-    json_object_set_new(msg, "type", json_string("transcript.mutable"));
-    json_t *m = json_object();
-    json_object_set_new(m, "id", json_integer(lt->meeting_id));
-    json_object_set_new(m, "platform", json_string(lt->platform));
-    json_object_set_new(m, "native_id", json_string(lt->native_id));
-    json_object_set_new(msg, "meeting", m);
     json_t *payload = json_object();
     json_object_set_new(payload, "segments", segments);
-    json_object_set_new(msg, "payload", payload);
-    hk_json_set_time_or_null(msg, "ts", hk_time_now_ms());
-    char *s = json_dumps(msg, HK_FORMAT_JSON_FLAGS);
-    size_t len = s ? strlen(s) : 0;
-    json_decref(msg);
+    size_t len;
+    char *s = hk_format_live_message("transcript.mutable", lt->meeting_id, lt->platform,
+                                     lt->native_id, payload, &len);
     if (s) {
         hk_bus_publish(c->bus, lt->meeting_id, s, len);
         atomic_fetch_add(&c->n_published, n);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 #include "core/json.h"
+#include "core/timeutil.h"
 
 /* 9999:59:59.999, the largest time any renderer writes. */
 #define MAX_MS ((int64_t)(HK_FORMAT_MAX_HOURS + 1) * 3600000 - 1)
@@ -458,4 +459,27 @@ json_t *hk_format_json(const hk_transcript_t *t)
     }
     free(p);
     return arr;
+}
+
+json_t *hk_format_meeting_ref(int64_t id, const char *platform, const char *native_id)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_integer(id));
+    json_object_set_new(o, "platform", json_string(platform));
+    json_object_set_new(o, "native_id", json_string(native_id));
+    return o;
+}
+
+char *hk_format_live_message(const char *type, int64_t id, const char *platform,
+                             const char *native_id, json_t *payload, size_t *len)
+{
+    json_t *msg = json_object();
+    json_object_set_new(msg, "type", json_string(type));
+    json_object_set_new(msg, "meeting", hk_format_meeting_ref(id, platform, native_id));
+    json_object_set_new(msg, "payload", payload);
+    hk_json_set_time_or_null(msg, "ts", hk_time_now_ms());
+    char *s = json_dumps(msg, HK_FORMAT_JSON_FLAGS);
+    json_decref(msg);
+    *len = s ? strlen(s) : 0;
+    return s;
 }

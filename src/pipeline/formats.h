@@ -76,6 +76,15 @@ int64_t hk_format_absolute_ms(int64_t t0_ms, double seconds);
  * NULL on allocation failure. Any thread. */
 json_t *hk_format_segment_json(const hk_segment_view_t *v);
 
+/* {"id","platform","native_id"}: how /ws messages name a meeting. New reference (NULL on
+ * allocation failure). Any thread. */
+json_t *hk_format_meeting_ref(int64_t id, const char *platform, const char *native_id);
+
+/* A /ws message {"type","meeting":{…},"payload","ts"} encoded once (api.md): `payload` is stolen.
+ * Returns a malloc'd string and its length, or NULL. Any thread. */
+char *hk_format_live_message(const char *type, int64_t id, const char *platform,
+                             const char *native_id, json_t *payload, size_t *len);
+
 /* json_dumps flags for documents holding segment objects: 15 significant digits print times as
  * 12.34 rather than 12.339999999999999 (17 digits, jansson's default) and keep milliseconds for
  * any time below HK_FORMAT_MAX_HOURS. */
