@@ -255,6 +255,15 @@ static hk_asr_session_t *runq_take(hk_asr_engine_t *e, worker_t *w)
     return s;
 }
 
+/* s has new work (audio or a finish): its worker is woken, or it joins the run queue. */
+static void wake_locked(hk_asr_engine_t *e, hk_asr_session_t *s)
+{
+    if (s->attached)
+        pthread_cond_broadcast(&e->work_cv);
+    else
+        runq_push(e, s);
+}
+
 static void post_locked(hk_asr_engine_t *e, event_t *ev)
 {
     ev->s->refs++;
@@ -983,10 +992,7 @@ int hk_asr_session_feed(hk_asr_session_t *s, const int16_t *pcm16k, size_t n)
     s->tail = c;
     s->queued += n;
     e->queued += n;
-    if (s->attached)
-        pthread_cond_broadcast(&e->work_cv);
-    else
-        runq_push(e, s);
+    wake_locked(e, s);
     pthread_mutex_unlock(&e->mu);
     return 0;
 }
@@ -1012,10 +1018,7 @@ int hk_asr_session_finish(hk_asr_session_t *s)
         }
     }
     s->finishing = true;
-    if (s->attached)
-        pthread_cond_broadcast(&e->work_cv);
-    else
-        runq_push(e, s);
+    wake_locked(e, s);
     pthread_mutex_unlock(&e->mu);
     return 0;
 }
