@@ -83,18 +83,31 @@ static ingest_t *ingests; /* every ingest connection not yet freed */
 static size_t ningests;
 static bool shutting_down;
 
-static void send_status(ingest_t *in, const char *status, const char *message)
+/* A reply to the client: WhisperLive puts the session's uid first in every one. */
+static json_t *reply_new(const ingest_t *in)
 {
     json_t *o = json_object();
     json_object_set_new(o, "uid", json_string(in->uid));
-    json_object_set_new(o, "status", json_string(status));
-    hk_json_set_str_or_null(o, "message", message);
+    return o;
+}
+
+/* Encodes and sends a reply; takes o. */
+static void send_json(ingest_t *in, json_t *o)
+{
     size_t len;
     char *s = hk_json_encode(o, &len);
     json_decref(o);
-    if (s && in->ws)
+    if (s && in->ws && hk_ws_is_open(in->ws))
         hk_ws_send_text(in->ws, s, len);
     free(s);
+}
+
+static void send_status(ingest_t *in, const char *status, const char *message)
+{
+    json_t *o = reply_new(in);
+    json_object_set_new(o, "status", json_string(status));
+    hk_json_set_str_or_null(o, "message", message);
+    send_json(in, o);
 }
 
 /* Ends the session with an ERROR frame and a close; nothing else is affected. */
@@ -300,17 +313,11 @@ static void send_segment(ingest_t *in, const hk_asr_result_t *r)
     json_object_set_new(seg, "end", json_string(end));
     json_object_set_new(seg, "text", json_string(r->text ? r->text : ""));
     json_object_set_new(seg, "completed", json_boolean(r->kind == HK_ASR_FINAL));
-    json_t *o = json_object();
-    json_object_set_new(o, "uid", json_string(in->uid));
+    json_t *o = reply_new(in);
     json_t *arr = json_array();
     json_array_append_new(arr, seg);
     json_object_set_new(o, "segments", arr);
-    size_t len;
-    char *s = hk_json_encode(o, &len);
-    json_decref(o);
-    if (s && in->ws && hk_ws_is_open(in->ws))
-        hk_ws_send_text(in->ws, s, len);
-    free(s);
+    send_json(in, o);
 }
 
 static void asr_result_cb(hk_asr_session_t *s, const hk_asr_result_t *r, void *user)
@@ -432,16 +439,10 @@ static void verify_after_cb(uv_work_t *w, int status)
             hk_asr_stats_t st;
             hk_asr_engine_stats(app->asr, &st);
             /* WAIT carries an estimate in minutes (WhisperLive's shape). */
-            json_t *o = json_object();
-            json_object_set_new(o, "uid", json_string(in->uid));
+            json_t *o = reply_new(in);
             json_object_set_new(o, "status", json_string("WAIT"));
             json_object_set_new(o, "message", json_real(st.oldest_wait_ms / 60000.0 + 0.5));
-            size_t len;
-            char *s = hk_json_encode(o, &len);
-            json_decref(o);
-            if (s)
-                hk_ws_send_text(in->ws, s, len);
-            free(s);
+            send_json(in, o);
             in->state = S_DONE;
             end_session(in);
             hk_ws_close(in->ws, HK_WS_CLOSE_NORMAL, "server at capacity");
@@ -459,18 +460,12 @@ static void verify_after_cb(uv_work_t *w, int status)
         return;
     }
     in->state = S_RUNNING;
-    json_t *o = json_object();
-    json_object_set_new(o, "uid", json_string(in->uid));
+    json_t *o = reply_new(in);
     json_object_set_new(o, "message", json_string("SERVER_READY"));
     json_object_set_new(o, "backend", json_string(app->asr ? "pocketsphinx" : "external"));
     json_object_set_new(o, "session_id", json_integer(in->session_id));
     json_object_set_new(o, "meeting_id", json_integer(in->meeting_id));
-    size_t len;
-    char *s = hk_json_encode(o, &len);
-    json_decref(o);
-    if (s)
-        hk_ws_send_text(in->ws, s, len);
-    free(s);
+    send_json(in, o);
     hk_log_info("ingest", "meeting_id=%lld session_id=%lld uid=%s op=ready rate=%u format=%s",
                 (long long)in->meeting_id, (long long)in->session_id, in->uid, in->rate,
                 in->float32 ? "float32" : "int16");

@@ -396,14 +396,21 @@ static void do_stop(hk_bot_runner_t *r, bot_t *b)
     uv_timer_start(&b->kill_timer, kill_timer_cb, (uint64_t)r->cfg->bot_leave_grace_ms, 0);
 }
 
-static void async_cb(uv_async_t *a)
+/* The queued operations, in order; the queue is left empty. */
+static op_t *take_ops(hk_bot_runner_t *r)
 {
-    hk_bot_runner_t *r = a->data;
     pthread_mutex_lock(&r->mu);
     op_t *ops = r->ops;
     r->ops = NULL;
     r->ops_tail = &r->ops;
     pthread_mutex_unlock(&r->mu);
+    return ops;
+}
+
+static void async_cb(uv_async_t *a)
+{
+    hk_bot_runner_t *r = a->data;
+    op_t *ops = take_ops(r);
     while (ops) {
         op_t *op = ops;
         ops = op->next;
@@ -576,11 +583,9 @@ void hk_bot_runner_shutdown(hk_bot_runner_t *r)
     if (r->shutting_down)
         return;
     pthread_mutex_lock(&r->mu);
-    r->shutting_down = true;
-    op_t *ops = r->ops;
-    r->ops = NULL;
-    r->ops_tail = &r->ops;
+    r->shutting_down = true; /* under the lock: workers read it there */
     pthread_mutex_unlock(&r->mu);
+    op_t *ops = take_ops(r);
     while (ops) {
         op_t *op = ops;
         ops = op->next;
