@@ -367,8 +367,10 @@ static void end_utterance(worker_t *w, hk_asr_session_t *s, bool forced)
     dstate_t *d = &s->d;
     if (!w->utt_open)
         return;
+    uint64_t t_end0 = uv_hrtime();
     if (ps_end_utt(w->ps) < 0)
         d->status = HK_EINVAL;
+    uint64_t t_end1 = uv_hrtime();
     w->utt_open = false;
     d->in_speech = false;
 
@@ -475,6 +477,9 @@ static void end_utterance(worker_t *w, hk_asr_session_t *s, bool forced)
                               .forced = forced};
     if (n)
         d->last_end = lo;
+    hk_log_debug(MOD, "op=final words=%zu forced=%d trail_ms=%.0f end_utt_ms=%.1f frames=%d", n,
+                 forced, n ? 1000.0 * sec(d->stream_base + d->spos - lo) : 0.0,
+                 (double)(t_end1 - t_end0) / 1e6, ps_get_n_frames(w->ps));
     pthread_mutex_lock(&w->e->mu);
     w->e->utterances++;
     pthread_mutex_unlock(&w->e->mu);
@@ -589,8 +594,12 @@ static int load(worker_t *w)
     char post[16], hmms[16]; /* -vad_postspeech counts 10 ms frames */
     snprintf(post, sizeof post, "%u", (e->cfg.endpoint_ms + 5) / 10); /* nearest frame */
     snprintf(hmms, sizeof hmms, "%u", e->cfg.max_hmms_per_frame);
+    /* The second (flat-lexicon) pass runs over the whole utterance inside ps_end_utt, so it is
+     * on the path from the end of speech to the completed segment: a narrower successor window
+     * and word-exit beam make it ~30% faster at the same word error rate (docs/internals/asr.md). */
     w->config = cmd_ln_init(NULL, ps_args(), TRUE, "-hmm", e->hmm, "-lm", e->lm, "-dict", e->dict,
-                            "-vad_postspeech", post, "-maxhmmpf", hmms, NULL);
+                            "-vad_postspeech", post, "-maxhmmpf", hmms, "-fwdflatsfwin", "5",
+                            "-fwdflatwbeam", "1e-20", NULL);
     if (!w->config)
         return HK_EINVAL;
     w->ps = ps_init(w->config);
