@@ -89,6 +89,7 @@ enum {
     ST_DLV_FAIL_USER,
     ST_EVENT_INSERT,
     ST_DLV_INSERT,
+    ST_DLV_HOLD_LATER,
     ST_DLV_LIST,
     ST_DLV_GET,
     ST_DLV_EVENT,
@@ -203,9 +204,19 @@ static const char *const sql_text[ST_COUNT] = {
         " WHERE user_id = ?1 AND state IN ('pending','sending')",
     [ST_EVENT_INSERT] = "INSERT INTO webhook_events (event_id, user_id, meeting_id, event_type,"
                         " payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    /* Due now, or when the meeting's earliest-waiting open delivery is next tried, whichever is
+     * later: it cannot be sent before that one finishes (ST_DLV_CLAIM), and a row that is due but
+     * held back would be read again by every claim. */
     [ST_DLV_INSERT] = "INSERT INTO webhook_deliveries (event_row, user_id, meeting_id, state,"
                       " attempts, next_attempt_at, created_at, updated_at)"
-                      " VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4, ?4)",
+                      " VALUES (?1, ?2, ?3, 'pending', 0, max(?4, coalesce((SELECT"
+                      " max(next_attempt_at) FROM webhook_deliveries WHERE user_id = ?2"
+                      " AND meeting_id = ?3 AND state = 'pending'), ?4)), ?4, ?4)",
+    /* A retry of ?1 at ?2 holds the meeting's later deliveries until then (see ST_DLV_INSERT). */
+    [ST_DLV_HOLD_LATER] = "UPDATE webhook_deliveries SET next_attempt_at = ?2"
+                          " WHERE state = 'pending' AND next_attempt_at < ?2 AND id > ?1"
+                          " AND (user_id, meeting_id) ="
+                          " (SELECT user_id, meeting_id FROM webhook_deliveries WHERE id = ?1)",
     [ST_DLV_LIST] = "SELECT " DELIVERY_COLS " FROM webhook_deliveries d"
                     " JOIN webhook_events e ON e.id = d.event_row"
                     " WHERE d.user_id = ?1 AND d.id < ?2 ORDER BY d.id DESC LIMIT ?3",
@@ -1648,6 +1659,9 @@ static int sq_webhook_record(void *impl, const hk_delivery_result_t *v, size_t n
                            PARAMS(P_I64(r->id), P_TEXT(r->state), P_I64(r->attempts),
                                   P_OPT_I64(r->last_status), P_TEXT(r->last_error),
                                   P_OPT_I64(r->next_attempt_at), P_I64(now)));
+            if (rc == 0 && strcmp(r->state, "pending") == 0 && r->next_attempt_at > 0)
+                rc = exec_stmt(c, ST_DLV_HOLD_LATER, op,
+                               PARAMS(P_I64(r->id), P_I64(r->next_attempt_at)));
         }
         rc = tx_end(c, rc, op);
     }

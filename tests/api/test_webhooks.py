@@ -293,6 +293,32 @@ def test_order_per_meeting_with_retries(wh_server, receiver):
             verify_signature(h)
 
 
+def test_later_deliveries_wait_for_the_retry_they_queue_behind(wh_server, receiver):
+    """While a meeting's first delivery waits for its retry, the meeting's later deliveries show
+    (and keep) that retry's time: they cannot go before it, and are not due until then."""
+    receiver.plan = lambda ev, n: (503 if n == 0 and ev["data"]["status_change"]["from"] is None
+                                   else 200, {}, 0)
+    _, token = wh_server.new_user()
+    put_webhook(wh_server, token, webhook_url=receiver.url, webhook_secret=SECRET)
+    mid = meeting_cycle(wh_server, token)
+
+    def waiting():
+        ds = [d for d in deliveries(wh_server, token)["deliveries"] if d["meeting_id"] == mid]
+        head = min(ds, key=lambda d: d["id"])
+        if head["attempts"] == 1 and head["state"] == "pending" and len(ds) == 4:
+            return ds
+        return None
+    ds = poll(waiting, timeout=5, interval=0.05)
+    assert ds, deliveries(wh_server, token)
+    head = min(ds, key=lambda d: d["id"])
+    later = [d for d in ds if d["id"] != head["id"]]
+    assert all(d["attempts"] == 0 and d["state"] == "pending" for d in later), ds
+    assert [d["next_attempt_at"] for d in later] == [head["next_attempt_at"]] * 3, ds
+    # and the order still holds once the retry succeeds
+    hits = receiver.wait(5, mid)
+    assert [h["body"]["event_id"] for h in hits][:2] == [hits[0]["body"]["event_id"]] * 2
+
+
 def attempts_by_outcome(server):
     """hark_webhook_attempts_total by outcome, from /metrics (this server's counters)."""
     r = server.request("GET", "/metrics")
