@@ -30,14 +30,18 @@ struct meeting_rt_s {
     hk_app_t *app;
     int64_t meeting_id;
     int nsessions;
+    int nverifying; /* sessions whose token is being checked: not in `sessions` yet */
     ingest_t *sessions;
     uv_timer_t idle;
     bool idle_armed;
+    bool idle_deferred; /* the idle timeout passed while a session was verifying */
+    bool ended;         /* completed (idle) or reached a final status (bus): admit no one */
     bool bot; /* a bot meeting: its runner, not an idle timer, ends it */
     bool closing;
     hk_bus_sub_t *sub;
     uv_work_t work;
     bool working;
+    int idle_rc; /* the completion's result (worker) */
     meeting_rt_t *next;
 };
 
@@ -68,6 +72,8 @@ struct ingest_s {
     double offset_s; /* this session's first sample on the meeting timeline */
     bool origin_set; /* offset_s is fixed (at the first audio or timestamped message) */
     int pending;     /* work items in flight: the struct lives until 0 and the ws is gone */
+    bool verifying;  /* the verify work owns `work` and session_id (state may be S_DONE meanwhile) */
+    meeting_rt_t *vrt; /* while verifying: the meeting it counts in (nverifying) */
     bool ws_gone;
     bool session_ended;
     uv_work_t work;
@@ -148,7 +154,7 @@ static void rt_close_cb(uv_handle_t *h)
 
 static void rt_release_if_idle(meeting_rt_t *rt)
 {
-    if (rt->nsessions > 0 || rt->idle_armed || rt->working || rt->closing)
+    if (rt->nsessions > 0 || rt->nverifying > 0 || rt->idle_armed || rt->working || rt->closing)
         return;
     for (meeting_rt_t **pp = &rts; *pp; pp = &(*pp)->next) {
         if (*pp == rt) {
@@ -167,6 +173,7 @@ static void idle_work_cb(uv_work_t *w)
     hk_meeting_t m;
     int rc = hk_lifecycle_transition(rt->app->store, rt->meeting_id, "completed", "stream_ended",
                                      HK_SOURCE_SYSTEM, &m);
+    rt->idle_rc = rc;
     if (rc == 0 || rc == HK_ESTATE)
         hk_meeting_dispose(&m);
 }
@@ -176,6 +183,8 @@ static void idle_after_cb(uv_work_t *w, int status)
     HK_UNUSED(status);
     meeting_rt_t *rt = w->data;
     rt->working = false;
+    if (rt->idle_rc == 0)
+        rt->ended = true;
     rt_release_if_idle(rt);
 }
 
@@ -185,6 +194,10 @@ static void idle_timer_cb(uv_timer_t *t)
     rt->idle_armed = false;
     if (rt->nsessions > 0)
         return;
+    if (rt->nverifying > 0) { /* decided when that session is in or refused (verify_done) */
+        rt->idle_deferred = true;
+        return;
+    }
     if (rt->working) { /* the previous completion is still being written: look again soon */
         uv_timer_start(&rt->idle, idle_timer_cb, 100, 0);
         rt->idle_armed = true;
@@ -206,6 +219,7 @@ static void rt_bus_cb(hk_bus_msg_t *msg, void *data)
     const char *status =
         json_string_value(json_object_get(json_object_get(o, "payload"), "status"));
     if (status && hk_meeting_status_terminal(status)) {
+        rt->ended = true; /* a session still verifying is refused when its check returns */
         for (ingest_t *in = rt->sessions; in; in = in->rt_next)
             if (in->state != S_DONE)
                 fail(in, HK_WS_CLOSE_NORMAL, "meeting has ended");
@@ -235,6 +249,7 @@ static meeting_rt_t *rt_get(hk_app_t *app, int64_t meeting_id)
 static void rt_add(meeting_rt_t *rt, ingest_t *in)
 {
     rt->nsessions++;
+    rt->idle_deferred = false;
     if (rt->idle_armed) {
         uv_timer_stop(&rt->idle);
         rt->idle_armed = false;
@@ -409,51 +424,68 @@ static void verify_work_cb(uv_work_t *w)
     in->work_rc = 0;
 }
 
+/* The verify work is over: the session no longer counts as starting in its meeting. */
+static meeting_rt_t *verify_done(ingest_t *in)
+{
+    meeting_rt_t *rt = in->vrt;
+    in->verifying = false;
+    in->vrt = NULL;
+    rt->nverifying--;
+    return rt;
+}
+
+/* After a session was refused or gave up while starting: an idle completion that waited for it
+ * runs now (its timeout has passed), and an unused meeting record is freed. */
+static void rt_settle(meeting_rt_t *rt)
+{
+    if (rt->idle_deferred && rt->nsessions == 0 && rt->nverifying == 0 && !rt->idle_armed) {
+        rt->idle_deferred = false;
+        uv_timer_start(&rt->idle, idle_timer_cb, 0, 0);
+        rt->idle_armed = true;
+    }
+    rt_release_if_idle(rt);
+}
+
+/* A session that will not run: no recogniser slot, its stored session (if any) ended. */
+static void drop_start(ingest_t *in, meeting_rt_t *rt)
+{
+    hk_asr_session_free(in->asr);
+    in->asr = NULL;
+    end_session(in); /* no-op when no session was created */
+    rt_settle(rt);
+}
+
 static void verify_after_cb(uv_work_t *w, int status)
 {
     ingest_t *in = w->data;
     in->pending--;
-    if (in->ws_gone) {
+    meeting_rt_t *rt = verify_done(in);
+    if (in->ws_gone || in->state == S_DONE) { /* closed, or failed by an early frame, meanwhile */
         in->state = S_DONE;
-        end_session(in); /* no-op when no session was created */
+        drop_start(in, rt);
         maybe_free(in);
         return;
     }
     if (status || in->work_rc) {
         fail(in, HK_WS_CLOSE_POLICY, in->work_err[0] ? in->work_err : "server busy");
+        drop_start(in, rt);
+        return;
+    }
+    /* The meeting was completed (idle timeout, DELETE /bots) while the token was checked: the
+     * check may have read it active just before. */
+    if (rt->ended || rt->working) {
+        fail(in, HK_WS_CLOSE_POLICY, "meeting has ended");
+        drop_start(in, rt);
         return;
     }
     hk_app_t *app = in->app;
-    meeting_rt_t *rt = rt_get(app, in->meeting_id);
-    if (!rt || hk_collector_attach(app->collector, &in->meeting, &in->live) != 0) {
+    if (hk_collector_attach(app->collector, &in->meeting, &in->live) != 0) {
         fail(in, HK_WS_CLOSE_INTERNAL, "out of memory");
-        end_session(in);
+        drop_start(in, rt);
         return;
     }
     rt->bot = strcmp(in->meeting.platform, "stream") != 0;
     rt_add(rt, in);
-    if (app->asr) {
-        hk_asr_callbacks_t cb = {asr_result_cb, asr_done_cb};
-        int rc = hk_asr_session_new(app->asr, &cb, in, &in->asr);
-        if (rc == HK_ELIMIT) {
-            hk_asr_stats_t st;
-            hk_asr_engine_stats(app->asr, &st);
-            /* WAIT carries an estimate in minutes (WhisperLive's shape). */
-            json_t *o = reply_new(in);
-            json_object_set_new(o, "status", json_string("WAIT"));
-            json_object_set_new(o, "message", json_real(st.oldest_wait_ms / 60000.0 + 0.5));
-            send_json(in, o);
-            in->state = S_DONE;
-            end_session(in);
-            hk_ws_close(in->ws, HK_WS_CLOSE_NORMAL, "server at capacity");
-            return;
-        }
-        if (rc) {
-            fail(in, HK_WS_CLOSE_INTERNAL, "recogniser unavailable");
-            end_session(in);
-            return;
-        }
-    }
     if (in->rate != HK_AUDIO_ASR_RATE && hk_resampler_new(in->rate, HK_AUDIO_ASR_RATE, &in->rs)) {
         fail(in, HK_WS_CLOSE_INTERNAL, "cannot resample");
         end_session(in);
@@ -485,6 +517,61 @@ static void fix_origin(ingest_t *in)
     in->offset_s = now > t0 ? (double)(now - t0) / 1000.0 : 0;
     hk_log_info("ingest", "meeting_id=%lld session_id=%lld op=origin offset_s=%.3f",
                 (long long)in->meeting_id, (long long)in->session_id, in->offset_s);
+}
+
+/* Takes a recogniser slot (WAIT when there is none: the meeting is not touched) and a place
+ * among the meeting's sessions, then checks the token's meeting on a worker (verify_*). */
+static void start_verify(ingest_t *in)
+{
+    hk_app_t *app = in->app;
+    meeting_rt_t *rt = rt_get(app, in->meeting_id);
+    if (!rt) {
+        fail(in, HK_WS_CLOSE_INTERNAL, "out of memory");
+        return;
+    }
+    int max = app->cfg->max_sessions_per_meeting;
+    if (rt->nsessions + rt->nverifying >= max) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "meeting has %d sessions already (max_sessions_per_meeting)",
+                 max);
+        fail(in, HK_WS_CLOSE_POLICY, msg);
+        rt_settle(rt);
+        return;
+    }
+    if (app->asr) {
+        hk_asr_callbacks_t cb = {asr_result_cb, asr_done_cb};
+        int rc = hk_asr_session_new(app->asr, &cb, in, &in->asr);
+        if (rc == HK_ELIMIT) {
+            hk_asr_stats_t st;
+            hk_asr_engine_stats(app->asr, &st);
+            /* WAIT carries an estimate in minutes (WhisperLive's shape). */
+            json_t *o = reply_new(in);
+            json_object_set_new(o, "status", json_string("WAIT"));
+            json_object_set_new(o, "message", json_real(st.oldest_wait_ms / 60000.0 + 0.5));
+            send_json(in, o);
+            in->state = S_DONE;
+            hk_ws_close(in->ws, HK_WS_CLOSE_NORMAL, "server at capacity");
+            rt_settle(rt);
+            return;
+        }
+        if (rc) {
+            fail(in, HK_WS_CLOSE_INTERNAL, "recogniser unavailable");
+            rt_settle(rt);
+            return;
+        }
+    }
+    rt->nverifying++;
+    in->vrt = rt;
+    in->verifying = true;
+    in->state = S_VERIFYING;
+    in->work.data = in;
+    if (uv_queue_work(app->loop, &in->work, verify_work_cb, verify_after_cb) != 0) {
+        verify_done(in);
+        fail(in, HK_WS_CLOSE_INTERNAL, "server busy");
+        drop_start(in, rt);
+        return;
+    }
+    in->pending++;
 }
 
 /* ---- frames ---- */
@@ -551,13 +638,7 @@ static void on_config(ingest_t *in, json_t *o)
     in->meeting_id = json_integer_value(mid);
     in->user_id = json_integer_value(uidc);
     json_decref(claims);
-    in->state = S_VERIFYING;
-    in->work.data = in;
-    if (uv_queue_work(in->app->loop, &in->work, verify_work_cb, verify_after_cb) != 0) {
-        fail(in, HK_WS_CLOSE_INTERNAL, "server busy");
-        return;
-    }
-    in->pending++;
+    start_verify(in);
 }
 
 static void on_speaker(ingest_t *in, json_t *payload)
@@ -834,7 +915,7 @@ static void on_binary(hk_ws_t *ws, const char *data, size_t len)
 static void on_close(hk_ws_t *ws, uint16_t code, const char *reason)
 {
     ingest_t *in = hk_ws_get_data(ws);
-    bool verifying = in->state == S_VERIFYING;
+    bool verifying = in->verifying;
     hk_log_info("ingest",
                 "meeting_id=%lld session_id=%lld op=closed code=%u reason=\"%s\" "
                 "dropped_samples=%llu",

@@ -76,6 +76,8 @@ static const opt_t opts[] = {
      "largest WebSocket message accepted (audio frames included); over it: close 1009"},
     {"max_ws_queue_bytes", T_SIZE, OFF(max_ws_queue_bytes), "1048576", 4096, 256 << 20, false,
      "outgoing bytes queued per WebSocket; a client behind by more is closed with 1008"},
+    {"max_sessions_per_meeting", T_INT, OFF(max_sessions_per_meeting), "16", 1, 10000, false,
+     "/ws/audio sessions one meeting may have open (or starting) at once"},
     {"max_session_segments", T_INT, OFF(max_session_segments), "100000", 1, 10000000, false,
      "distinct external segments one /ws/audio session may send; beyond it the session ends"},
     {"ws_ping_interval_ms", T_INT, OFF(ws_ping_interval_ms), "30000", 0, 3600000, false,

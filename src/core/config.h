@@ -33,6 +33,7 @@ typedef struct {
     int asr_endpoint_ms;
     int asr_max_hmms;
     int asr_max_utterance_s;
+    int max_sessions_per_meeting; /* /ws/audio sessions open or starting per meeting */
     int stream_idle_timeout_ms; /* a stream meeting completes this long after its last session */
     size_t max_ws_message_bytes;
     size_t max_ws_queue_bytes;

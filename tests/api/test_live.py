@@ -340,6 +340,10 @@ def test_wait_when_recogniser_is_full(make_server):
         assert reply["status"] == "WAIT" and reply["uid"] == "second", reply
         assert isinstance(reply["message"], (int, float)) and reply["message"] >= 0
         await asyncio.wait_for(second.wait_closed(), 10)
+        # Told to wait, not started: the meeting is untouched (no session, not active, so no
+        # idle completion will end it while the client waits as told).
+        mb = meeting(server, token, b["id"])
+        assert mb["status"] == "requested", mb
         # The first session is unaffected and a slot frees when it ends.
         await first.send(b"END_OF_AUDIO")
         await asyncio.wait_for(first.wait_closed(), 20)
@@ -348,6 +352,72 @@ def test_wait_when_recogniser_is_full(make_server):
         await asyncio.wait_for(third.wait_closed(), 20)
 
     run(scenario())
+
+
+def test_sessions_per_meeting_are_capped(make_server):
+    server = make_server(args=FAST + ["--max-sessions-per-meeting", "2"])
+    _, token = server.new_user()
+    m = start_meeting(server, token, uniq())
+    other = start_meeting(server, token, uniq())
+
+    async def scenario():
+        a, _ = await open_ingest(m["ingest_url"], m["meeting_token"], uid="a")
+        b, _ = await open_ingest(m["ingest_url"], m["meeting_token"], uid="b")
+        c, reply = await open_ingest(m["ingest_url"], m["meeting_token"], uid="c",
+                                     expect_ready=False)
+        assert reply["status"] == "ERROR" and "max_sessions_per_meeting" in reply["message"], reply
+        await asyncio.wait_for(c.wait_closed(), 10)
+        assert c.close_code == 1008
+        # another meeting is not affected; a freed place is taken again
+        o, _ = await open_ingest(other["ingest_url"], other["meeting_token"], uid="o")
+        await a.send(b"END_OF_AUDIO")
+        await asyncio.wait_for(a.wait_closed(), 10)
+        d, _ = await open_ingest(m["ingest_url"], m["meeting_token"], uid="d")
+        for ws in (b, d, o):
+            await ws.send(b"END_OF_AUDIO")
+            await asyncio.wait_for(ws.wait_closed(), 10)
+
+    run(scenario())
+
+
+def test_session_starting_when_idle_timeout_passes_keeps_meeting(make_server):
+    """A reconnect whose token check is still running when the last session's idle timeout passes
+    is admitted, and the meeting stays active (it was completed under it before: the check read
+    `active`, then the completion ran, and the session's segments were stored after the end)."""
+    import sqlite3
+    server = make_server(args=["--stream-idle-timeout-ms", "800", "--workers", "1"])
+    _, token = server.new_user()
+    m = start_meeting(server, token, uniq())
+
+    async def scenario():
+        a, _ = await open_ingest(m["ingest_url"], m["meeting_token"], uid="a")
+        await a.send(b"END_OF_AUDIO")
+        await asyncio.wait_for(a.wait_closed(), 10)
+        await asyncio.sleep(0.2)  # a's end is stored; the idle timer runs (0.8 s)
+        db = sqlite3.connect(os.path.join(server.data_dir, "hark.db"), timeout=5)
+        db.execute("BEGIN IMMEDIATE")  # the next session's start waits for this writer
+        try:
+            ws = await websockets.connect(m["ingest_url"], max_size=None)
+            await ws.send(json.dumps({"uid": "b", "token": m["meeting_token"],
+                                      "audio_format": "int16"}))
+            await asyncio.sleep(1.2)  # the idle timeout passes while b's check waits
+        finally:
+            db.rollback()
+            db.close()
+        reply = await recv_json(ws)
+        assert reply.get("message") == "SERVER_READY", reply
+        await ws.send(json.dumps({"type": "segments", "segments": [
+            {"start": 0, "end": 1, "text": "still here", "completed": True}]}))
+        await asyncio.sleep(1.0)
+        assert meeting(server, token, m["id"])["status"] == "active"
+        await ws.send(b"END_OF_AUDIO")
+        await asyncio.wait_for(ws.wait_closed(), 10)
+        assert ws.close_code == 1000
+
+    run(scenario())
+    assert wait_for(lambda: meeting(server, token, m["id"])["status"] == "completed", 5)
+    texts = [s["text"] for s in transcript(server, token, m["native_meeting_id"])["segments"]]
+    assert texts == ["still here"], texts
 
 
 @pytest.mark.parametrize("frame,want", [
