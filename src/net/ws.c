@@ -28,8 +28,8 @@
  * items; the queue behind it is what a slow consumer lets grow, and what we drop when it hits the
  * cap (whole frames only: the in-flight frames finish, then our close frame follows).
  *
- * Memory: the queue is capped (max_queue_bytes, HK_WS_CLOSE_RESERVE of it kept for the close
- * frame), incoming messages are capped by wslay (max_recv_msg_length), the read buffer is fixed.
+ * Memory: the queue is capped (a message is refused once max_queue_bytes less HK_WS_CLOSE_RESERVE
+ * are queued before it, so at most the cap plus one message is held), incoming messages are capped by wslay (max_recv_msg_length), the read buffer is fixed.
  * The hk_ws_t and everything it holds are freed once both libuv handles (tcp, timer) have closed.
  */
 
@@ -813,7 +813,10 @@ int hk_ws_send_shared(hk_ws_t *ws, hk_ws_msg_t *msg)
         return HK_EINVAL;
     if (ws->state != WS_OPEN)
         return HK_ESTATE;
-    if (ws->queued > data_cap(ws) || msg->frame_len > data_cap(ws) - ws->queued) {
+    /* Slow means behind by more than the cap already: one more frame is always taken, so a
+     * frame larger than the cap reaches a client that keeps up (the queue holds at most the cap
+     * plus one frame). */
+    if (ws->queued > data_cap(ws)) {
         slow_consumer(ws);
         return HK_ELIMIT;
     }

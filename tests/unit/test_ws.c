@@ -54,6 +54,8 @@ typedef struct {
     /* published to the test thread */
     atomic_int opened, closed, last_code;
     atomic_int flood_rc; /* 1 while flooding, then the failing send's result */
+    atomic_int big_sent; /* the "big" command's send returned (with big_rc) */
+    atomic_int big_rc;
     atomic_size_t max_queued;
     char last_reason[128]; /* written before `closed` is incremented */
 } fixture_t;
@@ -98,6 +100,16 @@ static void ws_on_text(hk_ws_t *ws, const char *data, size_t len)
         for (conn_t *o = f->conns; o; o = o->next)
             hk_ws_send_shared(o->ws, m);
         hk_ws_msg_unref(m); /* the connections hold their own references */
+    } else if (len == 3 && memcmp(data, "big", 3) == 0) {
+        /* one frame larger than the whole send queue */
+        size_t n = 3 * MAX_QUEUE;
+        char *p = malloc(n);
+        LOOP_CHECK(p);
+        for (size_t i = 0; i < n; i++)
+            p[i] = (char)(i * 13);
+        atomic_store(&f->big_rc, hk_ws_send_binary(ws, p, n));
+        atomic_store(&f->big_sent, 1);
+        free(p);
     } else if (len == 5 && memcmp(data, "close", 5) == 0) {
         hk_ws_send_text(ws, "closing", 7);
         hk_ws_close(ws, 4000, "bye from server");
@@ -591,7 +603,8 @@ static void test_slow_consumer(void **state)
     for (int i = 0; i < 2000 && atomic_load(&f->flood_rc) >= 0; i++)
         usleep(5000);
     assert_int_equal(atomic_load(&f->flood_rc), HK_ELIMIT);
-    assert_true(atomic_load(&f->max_queued) <= MAX_QUEUE);
+    /* a send is refused once the backlog is over the cap: at most the cap plus one message */
+    assert_true(atomic_load(&f->max_queued) <= MAX_QUEUE + FLOOD_MSG);
     assert_true(atomic_load(&f->max_queued) > MAX_QUEUE / 2);
 
     /* now read: whole data frames, then the close frame */
@@ -619,6 +632,34 @@ static void test_slow_consumer(void **state)
     tn_close(c);
     assert_true(tn_wait_atomic(&f->closed, 1, IO_TIMEOUT_MS));
     assert_int_equal(atomic_load(&f->last_code), 1008);
+}
+
+/* A message larger than the send queue's cap reaches a client that keeps up (it is not a slow
+ * consumer: nothing was queued before it), and the connection stays open. */
+static void test_message_larger_than_queue_cap(void **state)
+{
+    fixture_t *f = *state;
+    atomic_store(&f->big_sent, 0);
+    tn_client_t *c = ws_open(f, "/ws", NULL, 0, 0);
+    cl_text(c, "big");
+    frame_t fr;
+    assert_int_equal(cl_read_frame(c, &fr, IO_TIMEOUT_MS), 1);
+    assert_int_equal(fr.opcode, 2);
+    assert_int_equal(fr.len, 3 * MAX_QUEUE);
+    for (size_t i = 0; i < fr.len; i += 4099)
+        assert_int_equal(fr.data[i], (unsigned char)(i * 13));
+    assert_true(tn_wait_atomic(&f->big_sent, 1, IO_TIMEOUT_MS)); /* it may return after we read */
+    assert_int_equal(atomic_load(&f->big_rc), 0);
+    cl_text(c, "still open");
+    assert_int_equal(cl_read_frame(c, &fr, IO_TIMEOUT_MS), 1);
+    assert_int_equal(fr.len, 10);
+    assert_memory_equal(fr.data, "still open", 10);
+    cl_send_close(c, 1000, "");
+    char reason[128] = "";
+    assert_int_equal(cl_expect_close(c, reason, sizeof(reason)), 1000);
+    assert_true(cl_expect_eof(c));
+    assert_true(tn_wait_atomic(&f->closed, 1, IO_TIMEOUT_MS));
+    tn_close(c);
 }
 
 static void test_shared_broadcast(void **state)
@@ -724,6 +765,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unmasked_and_bad_utf8, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_consumer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_message_larger_than_queue_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shared_broadcast, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ping_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_upgrade, setup, teardown),
