@@ -1,9 +1,13 @@
 """Server CPU per segment update with many speaker events in the meeting (assign_speaker cost).
-usage: bench/pipeline/speakers.py HARK_BIN (a one-off measurement, not part of make bench)"""
+usage: bench/pipeline/speakers.py HARK_BIN [distinct]  (a one-off measurement, not in make bench)
+  default: 10,000 speaker turns of 20 people, then 200 updates of one segment at the end
+  distinct: 3,000 people talking at once (distinct names, all intervals overlap the segment),
+            then 20 updates of a segment they overlap"""
 import asyncio, json, os, sys, subprocess, tempfile, time, re
 sys.path.insert(0, "/work/main/tests/api")
 import requests, websockets
 hark = sys.argv[1]
+DISTINCT = len(sys.argv) > 2 and sys.argv[2] == "distinct"
 d = tempfile.mkdtemp()
 p = subprocess.Popen([hark, "serve", "--port", "0", "--data-dir", d, "--admin-token", "adm-" + "x"*30,
                       "--asr", "none", "--access-log", "false"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -23,21 +27,25 @@ async def main():
     ws = await websockets.connect(m["ingest_url"], max_size=None)
     await ws.send(json.dumps({"uid": "u", "token": m["meeting_token"], "audio_format": "int16"}))
     await ws.recv()
+    if DISTINCT:
+        for i in range(3000):
+            await ws.send(json.dumps({"type": "speaker_activity", "payload": {"event_type": "SPEAKER_START", "participant_name": "P%04d" % i, "relative_client_timestamp_ms": 4000 * 1000}}))
     names = ["Speaker%d" % i for i in range(20)]
-    for i in range(10000):   # 10,000 speaker turns, 20 people, 0.5 s each
+    for i in range(0 if DISTINCT else 10000):   # 10,000 speaker turns, 20 people, 0.5 s each
         n = names[i % 20]
         await ws.send(json.dumps({"type": "speaker_activity", "payload": {"event_type": "SPEAKER_START", "participant_name": n, "relative_client_timestamp_ms": i * 500}}))
         await ws.send(json.dumps({"type": "speaker_activity", "payload": {"event_type": "SPEAKER_END", "participant_name": n, "relative_client_timestamp_ms": i * 500 + 450}}))
     await ws.send(json.dumps({"type": "segments", "segments": [{"start": 0, "end": 0.1, "text": "sync", "completed": False}]}))
     await asyncio.sleep(1.0)
     c0, t0 = cpu(), time.time()
-    N = 200
+    N = 20 if DISTINCT else 200
     for k in range(N):  # a mutable segment growing at the end of the meeting
         await ws.send(json.dumps({"type": "segments", "segments": [{"start": 4990.0, "end": 4990.5 + k * 0.01, "text": "w" * (k + 1), "completed": False}]}))
     await ws.send(json.dumps({"type": "segments", "segments": [{"start": 1.0, "end": 1.1, "text": "end", "completed": False}]}))
     await asyncio.sleep(2.0)
     c1 = cpu()
-    print("%s: %d segment updates with 10,000 speaker intervals: server CPU %.1f ms per update" % (os.path.basename(hark), N, 1000 * (c1 - c0 - 0.0) / N))
+    what = "3,000 people talking at once" if DISTINCT else "10,000 speaker intervals"
+    print("%s: %d segment updates with %s: server CPU %.2f ms per update" % (hark, N, what, 1000 * (c1 - c0 - 0.0) / N))
     await ws.close()
 asyncio.run(main())
 p.terminate(); p.wait()

@@ -21,10 +21,14 @@ typedef struct {
     uint64_t stored_version;
 } live_seg_t;
 
+/* One speaking interval; `who` indexes the meeting's speaker names (lt->names). */
 typedef struct {
-    char *name;
-    double start, end; /* end < 0: still speaking */
+    uint32_t who;
+    bool open; /* still speaking: the interval reaches every later time */
+    double start, end;
 } spk_t;
+
+#define NO_NAME UINT32_MAX
 
 struct hk_live_s {
     hk_collector_t *c;
@@ -36,6 +40,14 @@ struct hk_live_s {
     size_t nsegs, cap;
     spk_t *spk;
     size_t nspk, spk_cap;
+    /* Distinct speaker names, in the order people first spoke (so an id also breaks ties), with
+     * an open-addressing index (slot = id + 1, 0 = empty) and assign_speaker's scratch sums. */
+    char **names;
+    size_t nnames, names_cap;
+    uint32_t *index;
+    size_t index_cap;
+    double *acc;
+    uint32_t *touched;
     hk_live_t *next;
 };
 
@@ -104,8 +116,12 @@ static void free_live(hk_live_t *lt)
 {
     for (size_t i = 0; i < lt->nsegs; i++)
         hk_segment_dispose(&lt->segs[i].seg);
-    for (size_t i = 0; i < lt->nspk; i++)
-        free(lt->spk[i].name);
+    for (size_t i = 0; i < lt->nnames; i++)
+        free(lt->names[i]);
+    free(lt->names);
+    free(lt->index);
+    free(lt->acc);
+    free(lt->touched);
     free(lt->segs);
     free(lt->spk);
     free(lt->platform);
@@ -336,66 +352,100 @@ int64_t hk_live_t0(const hk_live_t *lt)
     return lt->t0;
 }
 
-/* Index of the first speaker interval of `name` (the order in which people first spoke). */
-static size_t first_interval(const hk_live_t *lt, const char *name)
+static uint64_t name_hash(const char *name)
 {
-    size_t i = 0;
-    while (i < lt->nspk && strcmp(lt->spk[i].name, name) != 0)
-        i++;
-    return i;
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    return h;
 }
 
-typedef struct {
-    const char *name;
-    double total;
-} overlap_t;
+/* The id of `name`, or NO_NAME; with `add`, a new name gets the next id (NO_NAME when the
+ * meeting already has `max` names or memory is short). */
+static uint32_t name_id(hk_live_t *lt, const char *name, bool add, size_t max)
+{
+    size_t mask = lt->index_cap - 1;
+    for (size_t i = lt->index_cap ? name_hash(name) & mask : 0; lt->index_cap; i = (i + 1) & mask) {
+        uint32_t slot = lt->index[i];
+        if (slot == 0)
+            break;
+        if (strcmp(lt->names[slot - 1], name) == 0)
+            return slot - 1;
+    }
+    if (!add || lt->nnames >= max)
+        return NO_NAME;
+    if (lt->nnames == lt->names_cap) {
+        size_t ncap = lt->names_cap ? lt->names_cap * 2 : 8;
+        char **nn = realloc(lt->names, ncap * sizeof(*nn));
+        if (nn)
+            lt->names = nn;
+        double *na = realloc(lt->acc, ncap * sizeof(*na));
+        if (na)
+            lt->acc = na;
+        uint32_t *nt = realloc(lt->touched, ncap * sizeof(*nt));
+        if (nt)
+            lt->touched = nt;
+        if (!nn || !na || !nt)
+            return NO_NAME;
+        for (size_t i = lt->names_cap; i < ncap; i++)
+            lt->acc[i] = 0;
+        lt->names_cap = ncap;
+    }
+    if ((lt->nnames + 1) * 2 > lt->index_cap) { /* at most half full: rebuild twice as large */
+        size_t ncap = lt->index_cap ? lt->index_cap * 2 : 16;
+        uint32_t *ni = calloc(ncap, sizeof(*ni));
+        if (!ni)
+            return NO_NAME;
+        for (size_t k = 0; k < lt->nnames; k++) {
+            size_t i = name_hash(lt->names[k]) & (ncap - 1);
+            while (ni[i])
+                i = (i + 1) & (ncap - 1);
+            ni[i] = (uint32_t)k + 1;
+        }
+        free(lt->index);
+        lt->index = ni;
+        lt->index_cap = ncap;
+    }
+    char *copy = strdup(name);
+    if (!copy)
+        return NO_NAME;
+    uint32_t id = (uint32_t)lt->nnames++;
+    lt->names[id] = copy;
+    size_t i = name_hash(name) & (lt->index_cap - 1);
+    while (lt->index[i])
+        i = (i + 1) & (lt->index_cap - 1);
+    lt->index[i] = id + 1;
+    return id;
+}
 
 /* Who spoke most during [start, end]: the name with the largest total overlap, or NULL; on a tie,
- * whoever spoke first in the meeting. Called for every segment update, so one pass over the
- * intervals collects only the names that overlap (a few), instead of comparing every name with
- * every interval. */
-static const char *assign_speaker(const hk_live_t *lt, double start, double end)
+ * whoever spoke first in the meeting (the smaller id). Called for every segment update: one pass
+ * over the intervals, summing per name id in lt->acc (only the ids touched are reset). */
+static const char *assign_speaker(hk_live_t *lt, double start, double end)
 {
-    overlap_t local[16], *cand = local;
-    size_t nc = 0, cap = HK_ARRAY_SIZE(local);
+    size_t nt = 0;
     for (size_t i = 0; i < lt->nspk; i++) {
-        double e = lt->spk[i].end < 0 ? end : lt->spk[i].end;
-        double ov = fmin(e, end) - fmax(lt->spk[i].start, start);
+        const spk_t *iv = &lt->spk[i];
+        double e = iv->open ? end : iv->end;
+        double ov = fmin(e, end) - fmax(iv->start, start);
         if (ov <= 0)
             continue;
-        size_t k = 0;
-        while (k < nc && strcmp(cand[k].name, lt->spk[i].name) != 0)
-            k++;
-        if (k == nc) {
-            if (nc == cap) { /* many people at once: grow to the worst case */
-                overlap_t *more = malloc(lt->nspk * sizeof(*more));
-                if (!more)
-                    break;
-                memcpy(more, cand, nc * sizeof(*more));
-                if (cand != local)
-                    free(cand);
-                cand = more;
-                cap = lt->nspk;
-            }
-            cand[nc++] = (overlap_t){lt->spk[i].name, 0};
-        }
-        cand[k].total += ov;
+        if (lt->acc[iv->who] == 0)
+            lt->touched[nt++] = iv->who;
+        lt->acc[iv->who] += ov;
     }
-    const char *best = NULL;
+    uint32_t best = NO_NAME;
     double best_total = 0;
-    size_t best_first = 0;
-    for (size_t k = 0; k < nc; k++) {
-        size_t f = first_interval(lt, cand[k].name);
-        if (!best || cand[k].total > best_total ||
-            (cand[k].total == best_total && f < best_first)) {
-            best = cand[k].name;
-            best_total = cand[k].total;
-            best_first = f;
+    for (size_t k = 0; k < nt; k++) {
+        uint32_t id = lt->touched[k];
+        if (best == NO_NAME || lt->acc[id] > best_total ||
+            (lt->acc[id] == best_total && id < best)) {
+            best = id;
+            best_total = lt->acc[id];
         }
+        lt->acc[id] = 0;
     }
-    if (cand != local)
-        free(cand);
-    return best;
+    return best == NO_NAME ? NULL : lt->names[best];
 }
 
 static void publish(hk_live_t *lt, json_t *segments)
@@ -527,11 +577,14 @@ void hk_collector_speaker(hk_live_t *lt, const char *name, double t, bool start)
     hk_collector_t *c = lt->c;
     json_t *changed = json_array();
     pthread_mutex_lock(&c->mu);
-    if (start) {
-        if (lt->nspk == c->cfg.max_speaker_events) {
-            free(lt->spk[0].name);
-            memmove(lt->spk, lt->spk + 1, (lt->nspk - 1) * sizeof(*lt->spk));
-            lt->nspk--;
+    uint32_t who = name_id(lt, name, start, c->cfg.max_speaker_events);
+    if (who == NO_NAME) {
+        /* an end for someone who never started, or past the cap on distinct names */
+    } else if (start) {
+        if (lt->nspk == c->cfg.max_speaker_events) { /* forget the oldest quarter at once */
+            size_t drop = lt->nspk / 4 ? lt->nspk / 4 : 1;
+            memmove(lt->spk, lt->spk + drop, (lt->nspk - drop) * sizeof(*lt->spk));
+            lt->nspk -= drop;
         }
         if (lt->nspk == lt->spk_cap) { /* doubling: not one realloc per event */
             size_t ncap = lt->spk_cap ? lt->spk_cap * 2 : 16;
@@ -541,13 +594,13 @@ void hk_collector_speaker(hk_live_t *lt, const char *name, double t, bool start)
                 lt->spk_cap = ncap;
             }
         }
-        char *nm = lt->nspk < lt->spk_cap ? strdup(name) : NULL;
-        if (nm)
-            lt->spk[lt->nspk++] = (spk_t){nm, t, -1};
+        if (lt->nspk < lt->spk_cap)
+            lt->spk[lt->nspk++] = (spk_t){.who = who, .open = true, .start = t, .end = t};
     } else {
         /* Close this person's latest open interval. */
         for (size_t i = lt->nspk; i-- > 0;) {
-            if (lt->spk[i].end < 0 && strcmp(lt->spk[i].name, name) == 0) {
+            if (lt->spk[i].open && lt->spk[i].who == who) {
+                lt->spk[i].open = false;
                 lt->spk[i].end = t < lt->spk[i].start ? lt->spk[i].start : t;
                 break;
             }

@@ -242,6 +242,89 @@ static void test_speaker_by_largest_overlap_and_session_completion(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* The speaker of a mutable segment (snapshot) with the given text. */
+static char *speaker_of(hk_collector_t *c, int64_t mid, const char *text)
+{
+    hk_segment_t *v;
+    bool *done;
+    size_t n;
+    char *out = NULL;
+    assert_int_equal(hk_collector_snapshot(c, mid, &v, &done, &n), 0);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i].text, text) == 0)
+            out = v[i].speaker ? strdup(v[i].speaker) : strdup("(none)");
+    hk_store_free_segments(v, n);
+    free(done);
+    assert_non_null(out);
+    return out;
+}
+
+static void put_one(hk_live_t *lt, uint32_t seq, double start, double end, const char *text)
+{
+    hk_seg_update_t u = {.session_id = 1, .seq = seq, .start = start, .end = end, .text = text};
+    hk_collector_put(lt, &u, 1);
+}
+
+/* Many people speaking at once (each a distinct name), ties, intervals that end before the
+ * meeting's time 0, and a speaker who starts again. */
+static void test_speaker_many_names_ties_and_negative_times(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    hk_collector_config_t cfg = {.flush_interval_ms = 50, .max_speaker_events = 5000};
+    hk_collector_t *c = hk_collector_new(&loop, store, NULL, &cfg);
+    hk_meeting_t m;
+    int64_t mid = new_meeting("col-spk", &m);
+    hk_live_t *lt;
+    hk_collector_attach(c, &m, &lt);
+
+    /* an interval before time 0 is over: it must not count as "still speaking" later */
+    hk_collector_speaker(lt, "Early", -2.0, true);
+    hk_collector_speaker(lt, "Early", -1.0, false);
+    /* 3000 people talking over [10, 11] ... */
+    char name[32];
+    for (int i = 0; i < 3000; i++) {
+        snprintf(name, sizeof(name), "P%04d", i);
+        hk_collector_speaker(lt, name, 10.0, true);
+        hk_collector_speaker(lt, name, 11.0, false);
+    }
+    /* ... and one of them (P1234) also over [11, 12] */
+    hk_collector_speaker(lt, "P1234", 11.0, true);
+    hk_collector_speaker(lt, "P1234", 12.0, false);
+    put_one(lt, 1, 10.0, 12.0, "most");
+    char *who = speaker_of(c, mid, "most");
+    assert_string_equal(who, "P1234");
+    free(who);
+    /* all 3000 overlap [10, 11] equally: whoever spoke first */
+    put_one(lt, 2, 10.2, 10.8, "tie");
+    who = speaker_of(c, mid, "tie");
+    assert_string_equal(who, "P0000");
+    free(who);
+    /* nobody is talking at 60 s: no speaker (Early's interval ended at -1 s) */
+    put_one(lt, 3, 60.0, 62.0, "nobody");
+    who = speaker_of(c, mid, "nobody");
+    assert_string_equal(who, "(none)");
+    free(who);
+    /* an open interval reaches later segments; a start again for an earlier name works */
+    hk_collector_speaker(lt, "Early", 70.0, true);
+    put_one(lt, 4, 71.0, 72.0, "early again");
+    who = speaker_of(c, mid, "early again");
+    assert_string_equal(who, "Early");
+    free(who);
+    /* an end for a name that never started changes nothing */
+    hk_collector_speaker(lt, "Ghost", 71.5, false);
+    who = speaker_of(c, mid, "early again");
+    assert_string_equal(who, "Early");
+    free(who);
+
+    hk_collector_release(lt);
+    hk_meeting_dispose(&m);
+    hk_collector_free(c);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 static void test_free_flushes_pending(void **state)
 {
     (void)state;
@@ -308,6 +391,7 @@ int main(void)
         cmocka_unit_test(test_bus_delivers_shared_and_cross_thread),
         cmocka_unit_test(test_collector_publishes_changes_and_stores),
         cmocka_unit_test(test_speaker_by_largest_overlap_and_session_completion),
+        cmocka_unit_test(test_speaker_many_names_ties_and_negative_times),
         cmocka_unit_test(test_free_flushes_pending),
         cmocka_unit_test(test_without_store_keeps_completed),
     };
