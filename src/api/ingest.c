@@ -22,6 +22,11 @@
 
 typedef enum { S_CONFIG, S_VERIFYING, S_RUNNING, S_FINISHING, S_DONE } state_t;
 
+/* Caps on client-given strings (bytes): they are kept in memory and stored with every segment. */
+#define MAX_TEXT_BYTES 10000   /* a segment's text */
+#define MAX_NAME_BYTES 256     /* a participant's or segment's speaker name */
+#define MAX_LANGUAGE_BYTES 16  /* a segment's language tag */
+
 typedef struct meeting_rt_s meeting_rt_t;
 typedef struct ingest_s ingest_t;
 
@@ -651,6 +656,11 @@ static void on_speaker(ingest_t *in, json_t *payload)
         fail(in, HK_WS_CLOSE_POLICY, "invalid speaker_activity payload");
         return;
     }
+    if (strlen(name) > MAX_NAME_BYTES) {
+        fail(in, HK_WS_CLOSE_POLICY, "invalid speaker_activity payload: participant_name over "
+                                     HK_STR(MAX_NAME_BYTES) " bytes");
+        return;
+    }
     fix_origin(in);
     double t = in->offset_s + json_number_value(ts) / 1000.0;
     hk_collector_speaker(in->live, name, t, strcmp(ev, "SPEAKER_START") == 0);
@@ -793,9 +803,17 @@ static void on_segments(ingest_t *in, json_t *arr)
             json_number_value(en) < json_number_value(st) ||
             (sp && !json_is_null(sp) && !json_is_string(sp)) ||
             (lg && !json_is_null(lg) && !json_is_string(lg)) || (done && !json_is_boolean(done)) ||
-            strlen(text) > 10000) {
+            strlen(text) > MAX_TEXT_BYTES) {
             free(u);
             fail(in, HK_WS_CLOSE_POLICY, "invalid segment: needs start <= end, text");
+            return;
+        }
+        if ((json_is_string(sp) && strlen(json_string_value(sp)) > MAX_NAME_BYTES) ||
+            (json_is_string(lg) && strlen(json_string_value(lg)) > MAX_LANGUAGE_BYTES)) {
+            free(u);
+            fail(in, HK_WS_CLOSE_POLICY,
+                 "invalid segment: speaker over " HK_STR(MAX_NAME_BYTES) " bytes or language over "
+                 HK_STR(MAX_LANGUAGE_BYTES) " bytes");
             return;
         }
         uint32_t seq = ext_seq(in, json_number_value(st));

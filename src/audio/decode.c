@@ -115,8 +115,6 @@ static struct {
 } av_fns;
 #define AV(fn) (av_fns.fn)
 
-#define HK_STR2(x) #x
-#define HK_STR(x) HK_STR2(x)
 static const char *const av_libs[] = {
     "libavutil.so." HK_STR(LIBAVUTIL_VERSION_MAJOR),
     "libswresample.so." HK_STR(LIBSWRESAMPLE_VERSION_MAJOR),

@@ -494,7 +494,10 @@ static void add_participants(hk_janus_t *j, json_t *list)
             snprintf(slot->id, sizeof(slot->id), "%s", id);
             hk_log_info("janus", "op=participant_joined id=%s", id);
         }
-        snprintf(slot->display, sizeof(slot->display), "%s", disp && disp[0] ? disp : id);
+        const char *name = disp && disp[0] ? disp : id; /* cut whole characters only */
+        size_t len = hk_utf8_prefix(name, sizeof(slot->display) - 1);
+        memcpy(slot->display, name, len);
+        slot->display[len] = '\0';
     }
     alone_check(j);
 }

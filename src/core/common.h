@@ -28,6 +28,9 @@ const char *hk_strerror(int err);
 
 #define HK_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define HK_UNUSED(x) ((void)(x))
+/* A macro's value as a string literal: HK_STR(MAX) -> "256". */
+#define HK_STR_(x) #x
+#define HK_STR(x) HK_STR_(x)
 #define HK_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
 
 #endif

@@ -155,3 +155,17 @@ int hk_json_set_time_or_null(json_t *obj, const char *key, int64_t ms)
     hk_time_iso8601(ms, ts, sizeof(ts));
     return json_object_set_new(obj, key, json_string(ts)) == 0 ? 0 : HK_ENOMEM;
 }
+
+size_t hk_utf8_prefix(const char *s, size_t max)
+{
+    size_t n = strnlen(s, max + 1);
+    if (n <= max)
+        return n;
+    n = max;
+    /* back over continuation bytes to the lead byte of the sequence that was cut, then drop it
+     * unless the sequence fits whole */
+    size_t lead = n;
+    while (lead > 0 && ((unsigned char)s[lead] & 0xC0) == 0x80)
+        lead--;
+    return lead;
+}

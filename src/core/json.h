@@ -34,6 +34,10 @@ char *hk_json_encode(const json_t *v, size_t *len_out);
 /* Sets key to a string, or to null when s is NULL. Returns 0 or HK_ENOMEM. */
 int hk_json_set_str_or_null(json_t *obj, const char *key, const char *s);
 
+/* Length of the longest prefix of the NUL-terminated s that is at most max bytes and does not end
+ * inside a UTF-8 sequence (JSON strings must stay valid UTF-8 when cut to a size). */
+size_t hk_utf8_prefix(const char *s, size_t max);
+
 /* Sets key to an ISO 8601 ms time string, or to null when ms is 0. */
 int hk_json_set_time_or_null(json_t *obj, const char *key, int64_t ms);
 

@@ -431,6 +431,15 @@ def test_session_starting_when_idle_timeout_passes_keeps_meeting(make_server):
     ({"type": "segments", "segments": [{"start": 0, "end": 1, "text": "x", "speaker": 5}]},
      "segment"),
     ({"type": "session_control", "payload": {"event": "DANCE"}}, "session_control"),
+    ({"type": "speaker_activity", "payload": {"event_type": "SPEAKER_START",
+                                              "participant_name": "n" * 257,
+                                              "relative_client_timestamp_ms": 1}},
+     "participant_name over 256 bytes"),
+    ({"type": "segments", "segments": [{"start": 0, "end": 1, "text": "x", "speaker": "s" * 257}]},
+     "speaker over 256 bytes"),
+    ({"type": "segments", "segments": [{"start": 0, "end": 1, "text": "x",
+                                        "language": "l" * 17}]}, "language over 16 bytes"),
+    ({"type": "segments", "segments": [{"start": 0, "end": 1, "text": "t" * 10001}]}, "segment"),
 ])
 def test_malformed_session_messages_end_only_that_session(make_server, frame, want):
     server = make_server(args=FAST)

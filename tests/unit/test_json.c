@@ -452,6 +452,20 @@ static void test_encode(void **state)
     json_decref(n);
 }
 
+static void test_utf8_prefix(void **state)
+{
+    (void)state;
+    assert_int_equal(hk_utf8_prefix("abc", 5), 3);
+    assert_int_equal(hk_utf8_prefix("abcdef", 3), 3);
+    assert_int_equal(hk_utf8_prefix("", 0), 0);
+    /* "aé€😀": a(1) é(2) €(3) 😀(4) = 10 bytes */
+    const char *s = "a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80";
+    size_t want[11] = {0, 1, 1, 3, 3, 3, 6, 6, 6, 6, 10};
+    for (size_t max = 0; max <= 10; max++)
+        assert_int_equal(hk_utf8_prefix(s, max), want[max]);
+    assert_int_equal(hk_utf8_prefix(s, 50), 10);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -469,6 +483,7 @@ int main(void)
         cmocka_unit_test(test_opt_string_array),
         cmocka_unit_test(test_set_time_or_null),
         cmocka_unit_test(test_encode),
+        cmocka_unit_test(test_utf8_prefix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
