@@ -930,6 +930,18 @@ static void on_binary(hk_ws_t *ws, const char *data, size_t len)
     }
 }
 
+/* A frame over --max-ws-message-bytes: the ERROR goes out before wslay's close 1009. */
+static void on_too_big(hk_ws_t *ws, uint64_t len)
+{
+    ingest_t *in = hk_ws_get_data(ws);
+    char msg[96];
+    snprintf(msg, sizeof(msg), "message of %llu bytes is over the cap (max_ws_message_bytes %zu)",
+             (unsigned long long)len, in->app->cfg->max_ws_message_bytes);
+    hk_log_info("ingest", "meeting_id=%lld uid=%s op=reject reason=\"%s\"",
+                (long long)in->meeting_id, in->uid[0] ? in->uid : "-", msg);
+    send_status(in, "ERROR", msg);
+}
+
 static void on_close(hk_ws_t *ws, uint16_t code, const char *reason)
 {
     ingest_t *in = hk_ws_get_data(ws);
@@ -971,6 +983,7 @@ void hk_ingest_accept(hk_ctx_t *c)
         .on_text = on_text,
         .on_binary = on_binary,
         .on_close = on_close,
+        .on_too_big = on_too_big,
         .data = in,
     };
     if (shutting_down) {

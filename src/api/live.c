@@ -48,6 +48,8 @@ typedef struct {
     json_t *missing;
 } sub_job_t;
 
+#define MAX_CLIENT_MESSAGE 65536 /* subscribe/unsubscribe/ping messages from a client */
+
 static topic_t *topics;
 static live_conn_t *conns;
 static size_t nconns_alive; /* allocated, including closed ones with work in flight */
@@ -327,6 +329,14 @@ static void on_text(hk_ws_t *ws, const char *data, size_t len)
     json_decref(msg);
 }
 
+/* A client message over MAX_CLIENT_MESSAGE: say so before the close (1009). */
+static void on_too_big(hk_ws_t *ws, uint64_t len)
+{
+    HK_UNUSED(len);
+    send_error(hk_ws_get_data(ws), "message_too_big",
+               "messages to /ws are at most " HK_STR(MAX_CLIENT_MESSAGE) " bytes");
+}
+
 static void on_close(hk_ws_t *ws, uint16_t code, const char *reason)
 {
     live_conn_t *lc = hk_ws_get_data(ws);
@@ -357,12 +367,13 @@ void hk_live_accept(hk_ctx_t *c)
     lc->app = app;
     lc->user_id = c->user_id;
     hk_ws_config_t wc = {
-        .max_message_bytes = 64 * 1024,
+        .max_message_bytes = MAX_CLIENT_MESSAGE,
         .max_queue_bytes = app->cfg->max_ws_queue_bytes,
         .ping_interval_ms = (uint64_t)app->cfg->ws_ping_interval_ms,
         .on_text = on_text,
         .close_timeout_ms = 2000,
         .on_close = on_close,
+        .on_too_big = on_too_big,
         .data = lc,
     };
     if (shutting_down) {

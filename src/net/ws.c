@@ -88,6 +88,13 @@ struct hk_ws_s {
 
     const unsigned char *in; /* bytes being fed to wslay */
     size_t in_len;
+    struct {                   /* frame headers in the input, read ahead of wslay (scan_input) */
+        unsigned char hdr[14]; /* the header being collected */
+        size_t hlen;
+        uint64_t left;    /* payload bytes of the current frame still to come */
+        uint64_t msg_len; /* payload of the current data message so far */
+        bool over;        /* a message over the cap was reported */
+    } scan;
     hk_buf_t surplus; /* read by the HTTP server past the upgrade request */
 
     uint64_t last_rx; /* loop ms */
@@ -566,12 +573,60 @@ static void maybe_finish(hk_ws_t *ws)
         close_handles(ws);
 }
 
+/* Follows the frame headers in the input so that the application hears of a message over the
+ * cap (on_too_big) before wslay, which checks each header before buffering, answers 1009: an
+ * error message sent then goes out before the close frame. Control frames do not count. */
+static void scan_input(hk_ws_t *ws, const unsigned char *p, size_t len)
+{
+    size_t off = 0;
+    while (off < len && !ws->scan.over) {
+        if (ws->scan.left > 0) {
+            size_t k = len - off < ws->scan.left ? len - off : (size_t)ws->scan.left;
+            ws->scan.left -= k;
+            off += k;
+            continue;
+        }
+        unsigned char *h = ws->scan.hdr;
+        h[ws->scan.hlen++] = p[off++];
+        if (ws->scan.hlen < 2)
+            continue;
+        unsigned l7 = h[1] & 0x7f;
+        size_t need = 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0) + ((h[1] & 0x80) ? 4 : 0);
+        if (ws->scan.hlen < need)
+            continue;
+        uint64_t plen = l7;
+        if (l7 == 126)
+            plen = (uint64_t)h[2] << 8 | h[3];
+        else if (l7 == 127) {
+            plen = 0;
+            for (int i = 0; i < 8; i++)
+                plen = plen << 8 | h[2 + i];
+        }
+        unsigned op = h[0] & 0x0f;
+        if (op == 1 || op == 2)
+            ws->scan.msg_len = plen;
+        else if (op == 0)
+            ws->scan.msg_len = plen > UINT64_MAX - ws->scan.msg_len ? UINT64_MAX
+                                                                     : ws->scan.msg_len + plen;
+        if (op <= 2 && ws->scan.msg_len > ws->cfg.max_message_bytes) {
+            ws->scan.over = true;
+            if (ws->cfg.on_too_big)
+                ws->cfg.on_too_big(ws, ws->scan.msg_len);
+        }
+        ws->scan.left = plen;
+        ws->scan.hlen = 0;
+    }
+}
+
 static void process_input(hk_ws_t *ws, const char *data, size_t len)
 {
     ws->last_rx = uv_now(ws->tcp->loop);
     ws->awaiting_pong = false;
     if (ws->state == WS_CLOSED || ws->shutdown_sent || !wslay_event_get_read_enabled(ws->ctx))
         return; /* lingering close: discard */
+    scan_input(ws, (const unsigned char *)data, len);
+    if (ws->state != WS_OPEN && ws->state != WS_CLOSING)
+        return;
     ws->in = (const unsigned char *)data;
     ws->in_len = len;
     ws->in_recv = true;

@@ -136,13 +136,18 @@ def test_bad_ingest_input_gets_error_and_close_others_untouched(make_server):
         ws = await websockets.connect(url)
         await ws.send(b"\x00\x00" * 100)
         await expect_error_and_close(ws, "SERVER_READY")
-        # oversized frame: closed with 1009
+        # oversized frame: an ERROR naming the cap, then close 1009; also a message over the
+        # cap only in its sum of fragments
         ws, _ = await open_ingest(other["ingest_url"], other["meeting_token"], uid="big")
         await ws.send(b"\x00" * 10000)
-        try:
-            await asyncio.wait_for(ws.wait_closed(), 10)
-        finally:
-            assert ws.close_code == 1009, ws.close_code
+        err = await expect_error_and_close(ws, "max_ws_message_bytes")
+        assert err["uid"] == "big" and "10000 bytes" in err["message"], err
+        assert ws.close_code == 1009, ws.close_code
+        ws, _ = await open_ingest(other["ingest_url"], other["meeting_token"], uid="frag")
+        await ws.send([b"\x00" * 3000, b"\x00" * 3000])  # one binary message, two frames
+        err = await expect_error_and_close(ws, "max_ws_message_bytes")
+        assert "6000 bytes" in err["message"], err
+        assert ws.close_code == 1009, ws.close_code
         # unknown message type
         ws, _ = await open_ingest(other["ingest_url"], other["meeting_token"], uid="unk")
         await ws.send(json.dumps({"type": "dance"}))
@@ -233,7 +238,11 @@ def test_ws_auth_and_isolation(make_server):
             assert (await recv_json(ws))["error"] == err
         await ws.send(json.dumps({"action": "ping"}))
         assert (await recv_json(ws)) == {"type": "pong"}
-        await ws.close()
+        await ws.send("x" * 70000)  # over the 64 KiB cap on client messages
+        reply = await recv_json(ws)
+        assert reply["type"] == "error" and reply["error"] == "message_too_big", reply
+        await asyncio.wait_for(ws.wait_closed(), 10)
+        assert ws.close_code == 1009
         # A can, and unsubscribes
         ws, reply = await open_live(server, ta, [("stream", m["native_meeting_id"])])
         assert reply["type"] == "subscribed"

@@ -67,6 +67,13 @@ struct conn_s {
 };
 
 static void ws_on_text(hk_ws_t *ws, const char *data, size_t len);
+static void ws_on_too_big(hk_ws_t *ws, uint64_t len)
+{
+    char msg[64];
+    int n = snprintf(msg, sizeof(msg), "too big: %llu", (unsigned long long)len);
+    hk_ws_send_text(ws, msg, (size_t)n);
+}
+
 static void ws_on_binary(hk_ws_t *ws, const char *data, size_t len);
 static void ws_on_close(hk_ws_t *ws, uint16_t code, const char *reason);
 
@@ -163,6 +170,7 @@ static void on_request(hk_http_req_t *req, void *data)
         .on_text = ws_on_text,
         .on_binary = ws_on_binary,
         .on_close = ws_on_close,
+        .on_too_big = ws_on_too_big,
         .data = c,
     };
     int rc = hk_ws_accept(req, &cfg, &c->ws);
@@ -526,18 +534,30 @@ static void test_too_large(void **state)
     static unsigned char big[MAX_MESSAGE + 100];
     memset(big, 'a', sizeof(big));
 
+    /* the application hears of it first (on_too_big), and what it sends precedes the close */
     tn_client_t *c = ws_open(f, "/ws", NULL, 0, 0);
     cl_frame(c, 1, 2, big, sizeof(big), true);
+    frame_t fr;
+    assert_int_equal(cl_read_frame(c, &fr, IO_TIMEOUT_MS), 1);
+    assert_int_equal(fr.opcode, 1);
+    assert_int_equal(fr.len, strlen("too big: 65636"));
+    assert_memory_equal(fr.data, "too big: 65636", fr.len);
     assert_int_equal(cl_expect_close(c, NULL, 0), 1009);
     assert_true(cl_expect_eof(c));
     tn_close(c);
     assert_true(tn_wait_atomic(&f->closed, 1, IO_TIMEOUT_MS));
     assert_int_equal(atomic_load(&f->last_code), 1009);
 
-    /* fragments each under the cap, together over it */
+    /* fragments each under the cap, together over it; a ping between them does not count */
     c = ws_open(f, "/ws", NULL, 0, 0);
     cl_frame(c, 0, 2, big, MAX_MESSAGE / 2 + 10, true);
+    cl_frame(c, 1, 9, big, 100, true);
     cl_frame(c, 1, 0, big, MAX_MESSAGE / 2 + 10, true);
+    assert_int_equal(cl_read_frame(c, &fr, IO_TIMEOUT_MS), 1);
+    assert_int_equal(fr.opcode, 10); /* the pong */
+    assert_int_equal(cl_read_frame(c, &fr, IO_TIMEOUT_MS), 1);
+    assert_int_equal(fr.opcode, 1);
+    assert_memory_equal(fr.data, "too big: 65556", fr.len);
     assert_int_equal(cl_expect_close(c, NULL, 0), 1009);
     assert_true(cl_expect_eof(c));
     tn_close(c);
@@ -547,7 +567,6 @@ static void test_too_large(void **state)
     /* exactly the cap is fine */
     c = ws_open(f, "/ws", NULL, 0, 0);
     cl_frame(c, 1, 2, big, MAX_MESSAGE, true);
-    frame_t fr;
     assert_int_equal(cl_read_frame(c, &fr, IO_TIMEOUT_MS), 1);
     assert_int_equal(fr.len, MAX_MESSAGE);
     tn_close(c);
