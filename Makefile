@@ -33,10 +33,12 @@ UNIT_OBJ := $(patsubst tests/unit/%.c,$(BUILD)/unit/%.o,\
                 $(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c)))
 UNIT_LIB := $(BUILD)/unit/libunit.a
 BIN      := $(if $(filter build,$(BUILD)),hark,$(BUILD)/hark)
+# bench/pipeline's fan-out load generator: built with everything so that CI compiles it.
+FANOUT   := $(BUILD)/bench/fanout
 
 .PHONY: all setup test unit api serve bench sanitize clean format
 
-all: $(BIN)
+all: $(BIN) $(FANOUT)
 
 $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
@@ -67,6 +69,10 @@ $(UNIT_LIB): $(UNIT_OBJ)
 $(BUILD)/tests/%: tests/unit/%.c $(UNIT_LIB) $(BUILD)/libhark.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(UNIT_LIB) $(BUILD)/libhark.a $(LDLIBS) -lcmocka
+
+$(FANOUT): bench/pipeline/fanout.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(shell pkg-config --libs jansson) -lm
 
 setup:
 	@scripts/setup
@@ -104,4 +110,4 @@ format:
 clean:
 	rm -rf build build-san hark
 
--include $(OBJ:.o=.d) $(BUILD)/obj/main.d $(UNIT_OBJ:.o=.d) $(UNIT_BIN:=.d)
+-include $(OBJ:.o=.d) $(BUILD)/obj/main.d $(UNIT_OBJ:.o=.d) $(UNIT_BIN:=.d) $(FANOUT).d

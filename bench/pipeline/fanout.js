@@ -16,6 +16,9 @@
 // with stop_on_fail the remaining steps are skipped after the first failure.
 //
 // Usage: node fanout.js CONFIG.json  → result JSON on stdout, progress on stderr.
+// fanout.c is a port of this file (same input and output) that needs ~0.7x its CPU per received
+// frame (most of what is left is the kernel's); bench/pipeline/run uses it by default and this one
+// with --js-generator.
 // CONFIG: {label, server_pid, ingest_url, ws_url, api_key, meetings:[{platform,native_id,token}],
 //          subs_per_meeting, complete_every, p99_limit_ms, stop_on_fail, idle_settle_ms,
 //          steps:[{name, interval_ms, warmup_s, duration_s}]}
@@ -452,7 +455,8 @@ async function runStep(step) {
 }
 
 async function main() {
-    const out = {label: LABEL, meetings: cfg.meetings.length, subs_per_meeting: cfg.subs_per_meeting};
+    const out = {label: LABEL, generator: 'js', meetings: cfg.meetings.length,
+                 subs_per_meeting: cfg.subs_per_meeting};
     const t0 = Date.now();
     await pool(cfg.meetings, 32, connectPublisher);
     out.publishers_connect_s = (Date.now() - t0) / 1000;
@@ -502,7 +506,7 @@ async function main() {
 
 main().catch((e) => {
     process.stderr.write('fanout: ' + (e.stack || e) + '\n');
-    process.stdout.write(JSON.stringify({label: LABEL, fatal: String(e.message || e),
+    process.stdout.write(JSON.stringify({label: LABEL, generator: 'js', fatal: String(e.message || e),
                                          errors: nErrors, error_samples: errors}) + '\n');
     process.exit(1);
 });
