@@ -72,7 +72,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(UNIT_LIB) $(BUILD)/libhark.a
 
 $(FANOUT): bench/pipeline/fanout.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(shell pkg-config --libs jansson) -lm
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(shell pkg-config --libs jansson libcrypto) -lm
 
 setup:
 	@scripts/setup

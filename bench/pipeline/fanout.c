@@ -50,6 +50,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <openssl/evp.h>
 
 #define READ_INITIAL (16 * 1024)
 #define FRAME_MAX (64u * 1024 * 1024) /* a larger frame from the server is an error */
@@ -620,24 +621,6 @@ static void ws_send(conn_t *c, int opcode, const char *p, size_t n)
     conn_write(c, (const char *)f, hl + 4 + n);
 }
 
-static void base64(const unsigned char *in, size_t n, char *out)
-{
-    static const char T[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < n)
-            v |= in[i + 2];
-        out[o++] = T[(v >> 18) & 63];
-        out[o++] = T[(v >> 12) & 63];
-        out[o++] = i + 1 < n ? T[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < n ? T[v & 63] : '=';
-    }
-    out[o] = 0;
-}
-
 static void send_upgrade(conn_t *c)
 {
     unsigned char raw[16];
@@ -646,7 +629,7 @@ static void send_upgrade(conn_t *c)
         memcpy(raw + i, &r, 8);
     }
     char key[32], req[4096];
-    base64(raw, sizeof raw, key);
+    EVP_EncodeBlock((unsigned char *)key, raw, sizeof raw);
     int n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: "
                      "Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
