@@ -81,6 +81,7 @@ struct hk_ws_s {
     bool shutdown_sent;
     bool awaiting_pong;
     bool close_code_set;
+    bool bad_close; /* a protocol error: our close says 1002 (wslay's would carry no code) */
 
     struct item *head, *tail;
     unsigned ninflight;
@@ -460,6 +461,19 @@ static ssize_t send_callback(wslay_event_context_ptr ctx, const uint8_t *data, s
 {
     (void)flags;
     hk_ws_t *ws = user;
+    static const uint8_t empty_close[] = {0x88, 0x00};
+    if (ws->bad_close && len == sizeof(empty_close) && memcmp(data, empty_close, len) == 0) {
+        /* wslay closes a protocol error (a fragmented or oversized control frame, a close with
+         * a 1-byte body) without a status code: say 1002, as RFC 6455 asks */
+        static const uint8_t close_1002[] = {0x88, 0x02, 0x03, 0xEA};
+        data = close_1002;
+        len = sizeof(close_1002);
+        if (ws->state != WS_CLOSED && append_owned(ws, data, len)) {
+            wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+            return -1;
+        }
+        return (ssize_t)sizeof(empty_close);
+    }
     if (ws->state != WS_CLOSED && append_owned(ws, data, len)) {
         wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
@@ -497,7 +511,10 @@ static void on_msg_recv(wslay_event_context_ptr ctx, const struct wslay_event_on
             ws->cfg.on_binary(ws, (const char *)arg->msg, arg->msg_length);
         break;
     case WSLAY_CONNECTION_CLOSE:
-        if (ws->state == WS_OPEN) {
+        if (ws->state == WS_OPEN && arg->msg_length == 1) { /* a code needs two bytes */
+            ws->bad_close = true;
+            set_close(ws, HK_WS_CLOSE_PROTOCOL_ERROR, "", 0);
+        } else if (ws->state == WS_OPEN) {
             size_t rlen = arg->msg_length > 2 ? arg->msg_length - 2 : 0;
             set_close(ws, arg->status_code ? arg->status_code : HK_WS_CLOSE_NO_STATUS,
                       rlen ? (const char *)arg->msg + 2 : "", rlen);
@@ -637,6 +654,7 @@ static void process_input(hk_ws_t *ws, const char *data, size_t len)
         return;
     if (r < 0) {
         hk_log_debug("ws", "op=recv id=%llu err=%d", (unsigned long long)ws->id, r);
+        ws->bad_close = true;
         set_close(ws, HK_WS_CLOSE_PROTOCOL_ERROR, "", 0);
     }
     after_wslay(ws);

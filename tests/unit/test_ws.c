@@ -572,6 +572,37 @@ static void test_too_large(void **state)
     tn_close(c);
 }
 
+/* Invalid control frames are answered with close 1002 (a status code, not an empty close). */
+static void test_bad_control_frames_close_1002(void **state)
+{
+    fixture_t *f = *state;
+    static unsigned char big[200];
+    memset(big, 'p', sizeof(big));
+    struct {
+        int fin, opcode;
+        const void *payload;
+        size_t len;
+    } cases[] = {
+        {0, 9, "frag", 4},       /* a fragmented ping */
+        {1, 9, big, sizeof big}, /* a ping over 125 bytes */
+        {1, 8, "x", 1},          /* a close whose body cannot hold a code */
+    };
+    for (size_t i = 0; i < HK_ARRAY_SIZE(cases); i++) {
+        tn_client_t *c = ws_open(f, "/ws", NULL, 0, 0);
+        cl_frame(c, cases[i].fin, cases[i].opcode, cases[i].payload, cases[i].len, true);
+        assert_int_equal(cl_expect_close(c, NULL, 0), 1002);
+        assert_true(cl_expect_eof(c));
+        tn_close(c);
+        assert_true(tn_wait_atomic(&f->closed, (int)i + 1, IO_TIMEOUT_MS));
+        assert_int_equal(atomic_load(&f->last_code), 1002);
+    }
+    /* an empty close is valid (no code given): echoed empty, recorded as 1005 */
+    tn_client_t *c = ws_open(f, "/ws", NULL, 0, 0);
+    cl_frame(c, 1, 8, "", 0, true);
+    assert_int_equal(cl_expect_close(c, NULL, 0), 1005);
+    tn_close(c);
+}
+
 static void test_unmasked_and_bad_utf8(void **state)
 {
     fixture_t *f = *state;
@@ -783,6 +814,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_too_large, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unmasked_and_bad_utf8, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_control_frames_close_1002, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_consumer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_message_larger_than_queue_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shared_broadcast, setup, teardown),
