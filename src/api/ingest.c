@@ -26,6 +26,7 @@ typedef enum { S_CONFIG, S_VERIFYING, S_RUNNING, S_FINISHING, S_DONE } state_t;
 #define MAX_TEXT_BYTES 10000   /* a segment's text */
 #define MAX_NAME_BYTES 256     /* a participant's or segment's speaker name */
 #define MAX_LANGUAGE_BYTES 16  /* a segment's language tag */
+#define MAX_TIME_S 10000000     /* a segment's end, seconds into its session (~115 days) */
 
 typedef struct meeting_rt_s meeting_rt_t;
 typedef struct ingest_s ingest_t;
@@ -800,12 +801,13 @@ static void on_segments(ingest_t *in, json_t *arr)
         json_t *sp = json_object_get(s, "speaker"), *lg = json_object_get(s, "language");
         json_t *done = json_object_get(s, "completed");
         if (!json_is_number(st) || !json_is_number(en) || !text || json_number_value(st) < 0 ||
-            json_number_value(en) < json_number_value(st) ||
+            json_number_value(en) < json_number_value(st) || json_number_value(en) > MAX_TIME_S ||
             (sp && !json_is_null(sp) && !json_is_string(sp)) ||
             (lg && !json_is_null(lg) && !json_is_string(lg)) || (done && !json_is_boolean(done)) ||
             strlen(text) > MAX_TEXT_BYTES) {
             free(u);
-            fail(in, HK_WS_CLOSE_POLICY, "invalid segment: needs start <= end, text");
+            fail(in, HK_WS_CLOSE_POLICY,
+                 "invalid segment: needs 0 <= start <= end <= " HK_STR(MAX_TIME_S) " s, text");
             return;
         }
         if ((json_is_string(sp) && strlen(json_string_value(sp)) > MAX_NAME_BYTES) ||

@@ -346,8 +346,13 @@ static int render_vtt(hk_buf_t *b, const hk_segment_view_t *v)
      * keeps any speaker name inside it. */
     if (rc == 0 && has_visible(v->speaker)) {
         rc = hk_buf_append(b, "<v ", 3);
+        size_t from = b->len;
         if (rc == 0)
             rc = put_text(b, v->speaker, T_ESCAPE);
+        /* "Ann--" + ">" would put "-->" in the cue text, which ends the cue: a space between
+         * (the annotation is trimmed) */
+        if (rc == 0 && b->len > from && b->data[b->len - 1] == '-')
+            rc = hk_buf_append(b, " ", 1);
         if (rc == 0)
             rc = hk_buf_append(b, ">", 1);
     }
@@ -415,7 +420,8 @@ static json_t *opt_string(const char *s)
  * merges both sees one value. */
 static json_t *seconds_real(double x)
 {
-    return json_real(isfinite(x) ? round(x * 1000.0) / 1000.0 : 0.0);
+    double r = round(x * 1000.0) / 1000.0; /* infinite past ~1.8e305: such a time is shown as 0 */
+    return json_real(isfinite(r) ? r : 0.0);
 }
 
 json_t *hk_format_segment_json(const hk_segment_view_t *v)

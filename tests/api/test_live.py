@@ -449,6 +449,8 @@ def test_session_starting_when_idle_timeout_passes_keeps_meeting(make_server):
     ({"type": "segments", "segments": [{"start": 0, "end": 1, "text": "x",
                                         "language": "l" * 17}]}, "language over 16 bytes"),
     ({"type": "segments", "segments": [{"start": 0, "end": 1, "text": "t" * 10001}]}, "segment"),
+    ({"type": "segments", "segments": [{"start": 0, "end": 1e306, "text": "far"}]},
+     "end <= 10000000 s"),
 ])
 def test_malformed_session_messages_end_only_that_session(make_server, frame, want):
     server = make_server(args=FAST)

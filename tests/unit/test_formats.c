@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -254,6 +255,13 @@ static void test_time_limits(void **state)
     assert_true(json_real_value(json_object_get(json_array_get(arr, 0), "start")) == 0.0);
     assert_true(json_real_value(json_object_get(json_array_get(arr, 0), "end")) == 0.0);
     json_decref(arr);
+    /* finite, but infinite once in milliseconds: JSON still renders (it failed: a 500) */
+    hk_segment_view_t huge[1] = {seg("h", 1e306, DBL_MAX, "huge", NULL)};
+    hk_transcript_t th = {huge, 1};
+    arr = hk_format_json(&th);
+    assert_non_null(arr);
+    assert_true(json_real_value(json_object_get(json_array_get(arr, 0), "end")) == 0.0);
+    json_decref(arr);
 }
 
 /* Cue text never contains a blank line, a timing arrow, a control character or invalid UTF-8. */
@@ -284,14 +292,17 @@ static void test_text_sanitising(void **state)
 static void test_speakers(void **state)
 {
     (void)state;
-    hk_segment_view_t v[2] = {
+    hk_segment_view_t v[3] = {
         seg("a", 1.0, 2.0, "hi", "\r\n\t"),
         seg("b", 3.0, 4.0, "yo", "a>b"),
+        seg("c", 5.0, 6.0, "ok", "Mallory--"), /* "<v Mallory-->" would end the cue */
     };
-    hk_transcript_t t = {v, 2};
+    hk_transcript_t t = {v, 3};
     assert_render(&t, HK_FORMAT_VTT,
                   "WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nhi\n\n"
-                  "00:00:03.000 --> 00:00:04.000\n<v a&gt;b>yo\n\n");
+                  "00:00:03.000 --> 00:00:04.000\n<v a&gt;b>yo\n\n"
+                  "00:00:05.000 --> 00:00:06.000\n<v Mallory-- >ok\n\n");
+    t.n = 2;
     assert_render(&t, HK_FORMAT_SRT,
                   "1\n00:00:01,000 --> 00:00:02,000\nhi\n\n"
                   "2\n00:00:03,000 --> 00:00:04,000\na>b: yo\n\n");
