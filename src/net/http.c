@@ -728,9 +728,21 @@ static int end_header(hk_http_conn_t *c)
     return hb_add(c, "", 1);
 }
 
+/* RFC 9110 token characters: what a header name is made of. http-parser lets a space (or other
+ * separators) through, so "Transfer-Encoding : chunked" would frame the body while a proxy in
+ * front may read it as another header: refused with 400 (RFC 9112 section 5.1). */
+static bool is_tchar(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
     hk_http_conn_t *c = p->data;
+    for (size_t i = 0; i < len; i++)
+        if (!is_tchar((unsigned char)at[i]))
+            return fail(c, 400, "invalid character in a header name");
     if (c->headers_done) /* trailers of a chunked body: counted, not kept */
         return count_header_bytes(c, len + 4);
     if (!c->url_done && end_url(c))

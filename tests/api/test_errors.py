@@ -243,6 +243,22 @@ def test_wrong_method_405(server, user, method, path, allowed):
 # -- raw protocol garbage --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("data", [
+    b"POST /bots HTTP/1.1\r\nHost: x\r\nX-API-Key: %s\r\nContent-Type: application/json\r\n"
+    b"Transfer-Encoding : chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    b"POST /bots HTTP/1.1\r\nHost: x\r\nX-API-Key: %s\r\nContent-Type: application/json\r\n"
+    b"Content-Length : 2\r\n\r\n{}",
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\nX Foo: a\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\nX(Foo): a\r\n\r\n",
+])
+def test_separator_in_header_name_is_400(server, user, data):
+    """Whitespace or another separator in a header name (RFC 9112 5.1): a proxy in front may read
+    "Transfer-Encoding : chunked" as some other header and frame the body differently."""
+    _, token = user
+    raw = raw_exchange(server, data.replace(b"%s", token.encode()))
+    assert status_of(raw) == 400, raw[:300]
+
+
+@pytest.mark.parametrize("data", [
     b"\x00\x01\x02garbage\r\n\r\n",
     b"GARBAGE\r\n\r\n",
     b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
