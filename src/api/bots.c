@@ -364,14 +364,14 @@ static void reconfigure_bot(hk_ctx_t *c)
         return;
     }
     /* Recorded now; the live pipeline picks the new settings up for its next session. */
-    json_t *data = json_deep_copy(m.data);
+    json_t *patch = json_object();
     if (language) {
         json_t *langs = json_array();
         json_array_append_new(langs, json_string(language));
-        json_object_set_new(data, "languages", langs);
+        json_object_set_new(patch, "languages", langs);
     }
-    int rc = hk_store_meeting_set_data(c->app->store, m.id, data, NULL);
-    json_decref(data);
+    int rc = hk_api_merge_meeting_data(c->app, m.id, patch, NULL);
+    json_decref(patch);
     if (rc == 0 && c->app->bots && hk_bot_runner_pid(c->app->bots, m.id) >= 0) {
         /* The bot starts a new audio session with the new settings. */
         json_t *cmd = json_object();

@@ -139,12 +139,13 @@ static void patch_meeting(hk_ctx_t *c)
     hk_meeting_t m;
     if (hk_api_find_meeting(c, &m))
         return;
-    json_t *data = json_deep_copy(m.data);
-    json_object_update(data, patch);
     hk_meeting_t out;
-    int rc = hk_store_meeting_set_data(c->app->store, m.id, data, &out);
-    json_decref(data);
+    int rc = hk_api_merge_meeting_data(c->app, m.id, patch, &out);
     hk_meeting_dispose(&m);
+    if (rc == HK_ESTATE) {
+        hk_api_error(c, 409, "meeting data was deleted");
+        return;
+    }
     if (rc) {
         hk_api_store_error(c, rc, "meeting");
         return;
@@ -153,41 +154,54 @@ static void patch_meeting(hk_ctx_t *c)
     hk_meeting_dispose(&out);
 }
 
-static void delete_meeting(hk_ctx_t *c)
+/* Answers DELETE for meeting *m (as read), or returns HK_ECONFLICT without answering when it was
+ * written since (the caller reads it again). */
+static int purge_meeting(hk_ctx_t *c, const hk_meeting_t *m)
 {
-    hk_meeting_t m;
-    if (hk_api_find_meeting(c, &m))
-        return;
-    if (!hk_meeting_status_terminal(m.status)) {
-        hk_api_error(c, 409, "meeting is %s; stop it before deleting its data", m.status);
-        hk_meeting_dispose(&m);
-        return;
+    if (!hk_meeting_status_terminal(m->status)) {
+        hk_api_error(c, 409, "meeting is %s; stop it before deleting its data", m->status);
+        return HK_ESTATE;
     }
-    if (json_is_true(json_object_get(m.data, "deleted"))) {
-        hk_meeting_dispose(&m);
+    if (json_is_true(json_object_get(m->data, "deleted"))) {
         hk_api_error(c, 200, "Meeting data already deleted.");
-        return;
+        return 0;
     }
     /* Keep only what counts usage: status history, reasons, segment count. */
     int64_t segments = 0;
-    hk_store_segments_count(c->app->store, m.id, &segments);
+    hk_store_segments_count(c->app->store, m->id, &segments);
     json_t *data = json_object();
     json_object_set_new(data, "deleted", json_true());
     json_object_set_new(data, "segment_count", json_integer(segments));
     const char *keep[] = {"completion_reason", "failure_stage", "status_transition", "languages"};
     for (size_t i = 0; i < HK_ARRAY_SIZE(keep); i++) {
-        json_t *v = json_object_get(m.data, keep[i]);
+        json_t *v = json_object_get(m->data, keep[i]);
         if (v)
             json_object_set(data, keep[i], v);
     }
-    int rc = hk_store_meeting_purge(c->app->store, m.id, data);
+    int rc = hk_store_meeting_purge(c->app->store, m->id, m->updated_at, data);
     json_decref(data);
-    hk_meeting_dispose(&m);
+    if (rc == HK_ECONFLICT)
+        return rc;
     if (rc) {
         hk_api_store_error(c, rc, "meeting");
-        return;
+        return rc;
     }
     hk_api_error(c, 200, "Meeting data deleted.");
+    return 0;
+}
+
+static void delete_meeting(hk_ctx_t *c)
+{
+    for (int attempt = 0; attempt < 8; attempt++) {
+        hk_meeting_t m;
+        if (hk_api_find_meeting(c, &m))
+            return;
+        int rc = purge_meeting(c, &m);
+        hk_meeting_dispose(&m);
+        if (rc != HK_ECONFLICT)
+            return;
+    }
+    hk_api_error(c, 409, "meeting kept changing; try again");
 }
 
 const hk_api_route_t hk_meetings_routes[] = {

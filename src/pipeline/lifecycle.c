@@ -253,7 +253,8 @@ int hk_lifecycle_transition_ex(hk_store_t *store, int64_t id, const char *to, co
          * writes none and a committed move always has its events. */
         change_t ch = {m.status, to, reason, now};
         hk_store_events_t ev = {build_cb, &ch};
-        rc = hk_store_meeting_set_status_ev(store, id, m.status, to, data, start, end, &ev, out);
+        rc = hk_store_meeting_set_status_ev(store, id, m.status, m.updated_at, to, data, start, end,
+                                            &ev, out);
         json_decref(data);
         if (rc == 0) {
             hk_log_info("lifecycle", "meeting_id=%lld from=%s to=%s reason=%s source=%s",

@@ -150,13 +150,19 @@ static const char *const sql_text[ST_COUNT] = {
                                " AND " ACTIVE_WHERE " ORDER BY id",
     [ST_MEETING_LIST_ACTIVE_ALL] =
         "SELECT " MEETING_COLS " FROM meetings WHERE " ACTIVE_WHERE " ORDER BY id",
-    [ST_MEETING_SET_DATA] = "UPDATE meetings SET data = ?2, updated_at = ?3 WHERE id = ?1",
+    /* Every write moves updated_at forward (by 1 ms at least), so it identifies the version a
+     * writer read: data derived from a read is written only if nothing was written since
+     * (?4/?8 = that updated_at; 0 = no such condition). */
+    [ST_MEETING_SET_DATA] = "UPDATE meetings SET data = ?2, updated_at = max(?3, updated_at + 1)"
+                            " WHERE id = ?1 AND (?4 = 0 OR updated_at = ?4)",
     [ST_MEETING_SET_STATUS] = "UPDATE meetings SET status = ?3, data = coalesce(?4, data),"
                               " start_time = CASE WHEN ?5 != 0 THEN ?5 ELSE start_time END,"
                               " end_time = CASE WHEN ?6 != 0 THEN ?6 ELSE end_time END,"
-                              " updated_at = ?7 WHERE id = ?1 AND status = ?2",
-    [ST_MEETING_PURGE] = "UPDATE meetings SET data = ?2, config = '{}', updated_at = ?3"
-                         " WHERE id = ?1",
+                              " updated_at = max(?7, updated_at + 1)"
+                              " WHERE id = ?1 AND status = ?2 AND (?8 = 0 OR updated_at = ?8)",
+    [ST_MEETING_PURGE] = "UPDATE meetings SET data = ?2, config = '{}',"
+                         " updated_at = max(?3, updated_at + 1)"
+                         " WHERE id = ?1 AND (?4 = 0 OR updated_at = ?4)",
     [ST_SEGMENTS_DELETE] = "DELETE FROM segments WHERE meeting_id = ?1",
     [ST_SESSIONS_DELETE] = "DELETE FROM meeting_sessions WHERE meeting_id = ?1",
 
@@ -1290,15 +1296,25 @@ static int reread(conn_t *c, int rc, int64_t id, hk_meeting_t *out, const char *
     return rc;
 }
 
-static int sq_meeting_set_data(void *impl, int64_t id, const json_t *data, hk_meeting_t *out)
+static int meeting_status_c(conn_t *c, int64_t id, bool *terminal, const char *op);
+
+static int sq_meeting_set_data(void *impl, int64_t id, int64_t expect_updated_at,
+                               const json_t *data, hk_meeting_t *out)
 {
     static const char op[] = "meeting_set_data";
     sqlite_store_t *S = impl;
     conn_t *c = acquire(S);
     int rc = tx_begin(c, op);
     if (rc == 0) {
-        rc = exec_changed(c, ST_MEETING_SET_DATA, op,
-                          PARAMS(P_I64(id), P_JSON(data), P_I64(hk_time_now_ms())));
+        rc = exec_stmt(c, ST_MEETING_SET_DATA, op,
+                       PARAMS(P_I64(id), P_JSON(data), P_I64(hk_time_now_ms()),
+                              P_I64(expect_updated_at)));
+        if (rc == 0 && sqlite3_changes(c->db) == 0) {
+            bool terminal; /* no such meeting, or written since the caller read it */
+            rc = meeting_status_c(c, id, &terminal, op);
+            if (rc == 0)
+                rc = HK_ECONFLICT;
+        }
         rc = reread(c, rc, id, out, op);
         rc = tx_end(c, rc, op);
     }
@@ -1321,9 +1337,9 @@ static int meeting_status_c(conn_t *c, int64_t id, bool *terminal, const char *o
 }
 
 static int sq_meeting_set_status(void *impl, int64_t id, const char *expect_status,
-                                 const char *new_status, const json_t *data, int64_t start_time,
-                                 int64_t end_time, const hk_store_events_t *ev, int *armed,
-                                 hk_meeting_t *out)
+                                 int64_t expect_updated_at, const char *new_status,
+                                 const json_t *data, int64_t start_time, int64_t end_time,
+                                 const hk_store_events_t *ev, int *armed, hk_meeting_t *out)
 {
     static const char op[] = "meeting_set_status";
     sqlite_store_t *S = impl;
@@ -1334,7 +1350,8 @@ static int sq_meeting_set_status(void *impl, int64_t id, const char *expect_stat
          * its native id: also a conflict for the caller. */
         rc = exec_stmt(c, ST_MEETING_SET_STATUS, op,
                        PARAMS(P_I64(id), P_TEXT(expect_status), P_TEXT(new_status), P_JSON(data),
-                              P_I64(start_time), P_I64(end_time), P_I64(hk_time_now_ms())));
+                              P_I64(start_time), P_I64(end_time), P_I64(hk_time_now_ms()),
+                              P_I64(expect_updated_at)));
         if (rc == 0 && sqlite3_changes(c->db) == 0) {
             /* The compare failed: tell "someone else moved it" from "no such meeting". */
             bool terminal;
@@ -1354,7 +1371,7 @@ static int sq_meeting_set_status(void *impl, int64_t id, const char *expect_stat
     return rc;
 }
 
-static int sq_meeting_purge(void *impl, int64_t id, const json_t *data)
+static int sq_meeting_purge(void *impl, int64_t id, int64_t expect_updated_at, const json_t *data)
 {
     static const char op[] = "meeting_purge";
     sqlite_store_t *S = impl;
@@ -1366,12 +1383,15 @@ static int sq_meeting_purge(void *impl, int64_t id, const json_t *data)
         if (rc == 0 && !terminal)
             rc = HK_ESTATE;
         if (rc == 0)
+            rc = exec_stmt(c, ST_MEETING_PURGE, op,
+                           PARAMS(P_I64(id), P_JSON_OBJ(data), P_I64(hk_time_now_ms()),
+                                  P_I64(expect_updated_at)));
+        if (rc == 0 && sqlite3_changes(c->db) == 0)
+            rc = HK_ECONFLICT; /* written since the caller read it (it exists: checked above) */
+        if (rc == 0)
             rc = exec_stmt(c, ST_SEGMENTS_DELETE, op, PARAMS(P_I64(id)));
         if (rc == 0)
             rc = exec_stmt(c, ST_SESSIONS_DELETE, op, PARAMS(P_I64(id)));
-        if (rc == 0)
-            rc = exec_stmt(c, ST_MEETING_PURGE, op,
-                           PARAMS(P_I64(id), P_JSON_OBJ(data), P_I64(hk_time_now_ms())));
         rc = tx_end(c, rc, op);
     }
     release(S, c);

@@ -376,14 +376,15 @@ int hk_store_meeting_list_active(hk_store_t *s, int64_t user_id, hk_meeting_t **
     return s->be->meeting_list_active(s->impl, user_id, out, n);
 }
 
-int hk_store_meeting_set_data(hk_store_t *s, int64_t id, const json_t *data, hk_meeting_t *out)
+int hk_store_meeting_set_data(hk_store_t *s, int64_t id, int64_t expect_updated_at,
+                              const json_t *data, hk_meeting_t *out)
 {
     if (s == NULL || !json_is_object(data))
         return HK_EINVAL;
     hk_meeting_t local;
     hk_meeting_t *o = out ? out : &local;
     memset(o, 0, sizeof(*o));
-    int rc = s->be->meeting_set_data(s->impl, id, data, o);
+    int rc = s->be->meeting_set_data(s->impl, id, expect_updated_at, data, o);
     if (rc == 0)
         bump(s, o->user_id);
     if (!out)
@@ -395,13 +396,14 @@ int hk_store_meeting_set_status(hk_store_t *s, int64_t id, const char *expect_st
                                 const char *new_status, const json_t *data, int64_t start_time,
                                 int64_t end_time, hk_meeting_t *out)
 {
-    return hk_store_meeting_set_status_ev(s, id, expect_status, new_status, data, start_time,
+    return hk_store_meeting_set_status_ev(s, id, expect_status, 0, new_status, data, start_time,
                                           end_time, NULL, out);
 }
 
 int hk_store_meeting_set_status_ev(hk_store_t *s, int64_t id, const char *expect_status,
-                                   const char *new_status, const json_t *data, int64_t start_time,
-                                   int64_t end_time, const hk_store_events_t *ev, hk_meeting_t *out)
+                                   int64_t expect_updated_at, const char *new_status,
+                                   const json_t *data, int64_t start_time, int64_t end_time,
+                                   const hk_store_events_t *ev, hk_meeting_t *out)
 {
     if (s == NULL || expect_status == NULL || !nonempty(new_status) || !obj_or_null(data) ||
         (ev != NULL && ev->build == NULL))
@@ -410,8 +412,8 @@ int hk_store_meeting_set_status_ev(hk_store_t *s, int64_t id, const char *expect
     hk_meeting_t *o = out ? out : &local;
     memset(o, 0, sizeof(*o));
     int armed = 0;
-    int rc = s->be->meeting_set_status(s->impl, id, expect_status, new_status, data, start_time,
-                                       end_time, ev, &armed, o);
+    int rc = s->be->meeting_set_status(s->impl, id, expect_status, expect_updated_at, new_status,
+                                       data, start_time, end_time, ev, &armed, o);
     if (rc == 0) {
         bump(s, o->user_id);
         outbox_notify(s, armed);
@@ -421,11 +423,12 @@ int hk_store_meeting_set_status_ev(hk_store_t *s, int64_t id, const char *expect
     return rc;
 }
 
-int hk_store_meeting_purge(hk_store_t *s, int64_t id, const json_t *data)
+int hk_store_meeting_purge(hk_store_t *s, int64_t id, int64_t expect_updated_at,
+                           const json_t *data)
 {
     if (s == NULL || !obj_or_null(data))
         return HK_EINVAL;
-    int rc = s->be->meeting_purge(s->impl, id, data);
+    int rc = s->be->meeting_purge(s->impl, id, expect_updated_at, data);
     if (rc == 0)
         bump(s, 0);
     return rc;

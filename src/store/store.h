@@ -194,8 +194,14 @@ int hk_store_meeting_list(hk_store_t *s, int64_t user_id, int limit, int64_t bef
                           hk_meeting_t **out, size_t *n);
 /* Non-terminal meetings of a user (user_id < 0: of all users), id ascending. */
 int hk_store_meeting_list_active(hk_store_t *s, int64_t user_id, hk_meeting_t **out, size_t *n);
-/* Replaces the data object. Fills *out (may be NULL). */
-int hk_store_meeting_set_data(hk_store_t *s, int64_t id, const json_t *data, hk_meeting_t *out);
+/*
+ * Replaces the data object when the meeting's updated_at still equals expect_updated_at (the value
+ * the caller read and derived `data` from; 0: unconditionally), HK_ECONFLICT otherwise: re-read,
+ * re-apply, retry (a concurrent status transition's entry is not overwritten). Every write to a
+ * meeting moves updated_at forward by at least 1 ms. Fills *out (may be NULL).
+ */
+int hk_store_meeting_set_data(hk_store_t *s, int64_t id, int64_t expect_updated_at,
+                              const json_t *data, hk_meeting_t *out);
 /*
  * Compare-and-set of the status: when the stored status equals expect_status, sets status, data
  * (replaced), and start_time / end_time when they are non-zero; HK_ECONFLICT otherwise (the caller
@@ -206,16 +212,18 @@ int hk_store_meeting_set_status(hk_store_t *s, int64_t id, const char *expect_st
                                 const char *new_status, const json_t *data, int64_t start_time,
                                 int64_t end_time, hk_meeting_t *out);
 /* hk_store_meeting_set_status that also writes the events built by `ev` (may be NULL) in the same
- * transaction: only a successful compare-and-set writes them. */
+ * transaction: only a successful compare-and-set writes them. With expect_updated_at non-zero the
+ * compare also needs updated_at unchanged (data derived from a read: see set_data). */
 int hk_store_meeting_set_status_ev(hk_store_t *s, int64_t id, const char *expect_status,
-                                   const char *new_status, const json_t *data, int64_t start_time,
-                                   int64_t end_time, const hk_store_events_t *ev,
-                                   hk_meeting_t *out);
+                                   int64_t expect_updated_at, const char *new_status,
+                                   const json_t *data, int64_t start_time, int64_t end_time,
+                                   const hk_store_events_t *ev, hk_meeting_t *out);
 /*
  * Deletes a terminal meeting's segments and sessions and replaces its data with `data` (the
  * anonymised counters) and its config with {}. HK_ESTATE when the meeting is not terminal.
  */
-int hk_store_meeting_purge(hk_store_t *s, int64_t id, const json_t *data);
+int hk_store_meeting_purge(hk_store_t *s, int64_t id, int64_t expect_updated_at,
+                           const json_t *data);
 
 /*
  * A number that changes after every committed write to any meeting of `user_id` (create, data,

@@ -259,6 +259,10 @@ def test_delete_anonymises_and_is_idempotent(server, user):
     for s in (secret_name, secret_note, secret_person):
         assert s not in r.text
         assert s not in server.request("GET", "/meetings", headers=uh(token)).text
+    # deleted stays deleted: a PATCH cannot put data back
+    r = patch(server, token, nid, {"data": {"name": secret_name}})
+    assert r.status_code == 409, r.text
+    assert secret_name not in server.request("GET", "/meetings/%d" % m["id"], headers=uh(token)).text
 
 
 def test_delete_selects_by_meeting_id(server, user):

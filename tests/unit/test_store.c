@@ -442,10 +442,33 @@ static void test_meeting_set_status_cas(void **state)
 
     /* set_data. */
     json_t *d2 = json_pack("{s:[s]}", "participants", "Bob");
-    assert_int_equal(hk_store_meeting_set_data(s, id, d2, &m), 0);
+    assert_int_equal(hk_store_meeting_set_data(s, id, 0, d2, &m), 0);
     assert_true(json_equal(m.data, d2));
+    int64_t v1 = m.updated_at;
     hk_meeting_dispose(&m);
-    assert_int_equal(hk_store_meeting_set_data(s, id + 100, d2, NULL), HK_ENOTFOUND);
+    assert_int_equal(hk_store_meeting_set_data(s, id + 100, 0, d2, NULL), HK_ENOTFOUND);
+    /* compare-and-set on the version read: every write moves updated_at, even within a ms */
+    json_t *d3 = json_pack("{s:s}", "name", "three");
+    assert_int_equal(hk_store_meeting_set_data(s, id, v1, d3, &m), 0);
+    int64_t v2 = m.updated_at;
+    assert_true(v2 > v1);
+    hk_meeting_dispose(&m);
+    assert_int_equal(hk_store_meeting_set_data(s, id, v1, d2, NULL), HK_ECONFLICT); /* stale */
+    assert_int_equal(hk_store_meeting_get(s, -1, id, &m), 0);
+    assert_true(json_equal(m.data, d3)); /* the stale write changed nothing */
+    hk_meeting_dispose(&m);
+    /* a status move derived from a stale read conflicts too, and a data write then sees it */
+    assert_int_equal(hk_store_meeting_set_status_ev(s, id, "completed", v1, "failed", d2, 0, 0,
+                                                    NULL, NULL),
+                     HK_ECONFLICT);
+    assert_int_equal(hk_store_meeting_set_status_ev(s, id, "completed", v2, "failed", NULL, 0, 0,
+                                                    NULL, &m),
+                     0); /* the version read is current: it goes through */
+    assert_string_equal(m.status, "failed");
+    assert_true(json_equal(m.data, d3));
+    assert_true(m.updated_at > v2);
+    hk_meeting_dispose(&m);
+    json_decref(d3);
 
     json_decref(d);
     json_decref(d2);
@@ -531,11 +554,12 @@ static void test_segments(void **state)
 
     /* Purge refuses a live meeting, then wipes a finished one. */
     json_t *counters = json_pack("{s:i}", "segments", 4);
-    assert_int_equal(hk_store_meeting_purge(s, mid, counters), HK_ESTATE);
-    assert_int_equal(hk_store_meeting_purge(s, mid + 100, counters), HK_ENOTFOUND);
+    assert_int_equal(hk_store_meeting_purge(s, mid, 0, counters), HK_ESTATE);
+    assert_int_equal(hk_store_meeting_purge(s, mid + 100, 0, counters), HK_ENOTFOUND);
     assert_int_equal(hk_store_meeting_set_status(s, mid, "active", "completed", NULL, 0, 0, NULL),
                      0);
-    assert_int_equal(hk_store_meeting_purge(s, mid, counters), 0);
+    assert_int_equal(hk_store_meeting_purge(s, mid, 1, counters), HK_ECONFLICT); /* stale */
+    assert_int_equal(hk_store_meeting_purge(s, mid, 0, counters), 0);
     assert_int_equal(hk_store_segments_count(s, mid, &count), 0);
     assert_int_equal(count, 0);
     assert_int_equal(hk_store_segments_list(s, mid, &v, &n), 0);
@@ -717,7 +741,7 @@ static void test_invalid_args(void **state)
     in.user_id = 1;
     in.platform = "zoom";
     assert_int_equal(hk_store_meeting_create(s, &in, -1, &m), HK_EINVAL);
-    assert_int_equal(hk_store_meeting_set_data(s, 1, NULL, NULL), HK_EINVAL);
+    assert_int_equal(hk_store_meeting_set_data(s, 1, 0, NULL, NULL), HK_EINVAL);
     assert_int_equal(hk_store_meeting_set_status(s, 1, "a", NULL, NULL, 0, 0, NULL), HK_EINVAL);
     int64_t n;
     assert_int_equal(hk_store_segments_count(NULL, 1, &n), HK_EINVAL);
