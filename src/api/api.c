@@ -191,7 +191,8 @@ int hk_api_merge_meeting_data(hk_app_t *app, int64_t id, const json_t *patch, hk
         }
         json_t *data = json_deep_copy(m.data);
         rc = data ? json_object_update(data, (json_t *)patch) : -1;
-        rc = rc == 0 ? hk_store_meeting_set_data(app->store, id, m.updated_at, data, out) : HK_ENOMEM;
+        rc = rc == 0 ? hk_store_meeting_set_data(app->store, id, m.updated_at, data, out)
+                     : HK_ENOMEM;
         json_decref(data);
         hk_meeting_dispose(&m);
         if (rc != HK_ECONFLICT)
@@ -304,9 +305,10 @@ int64_t hk_api_try_user(hk_ctx_t *c)
     if (!user_key_hash(c->req, hash))
         return 0;
     if (!hk_auth_cache_get(&c->app->auth_cache, hash, &user_id, &token_id)) {
+        uint64_t epoch = hk_auth_cache_epoch(&c->app->auth_cache);
         if (hk_store_token_lookup(c->app->store, hash, &user_id, &token_id) != 0)
             return 0;
-        hk_auth_cache_put(&c->app->auth_cache, hash, user_id, token_id);
+        hk_auth_cache_put(&c->app->auth_cache, epoch, hash, user_id, token_id);
     }
     hk_api_note_token_use(c->app, token_id);
     return user_id;
@@ -334,6 +336,7 @@ static bool authenticate(hk_ctx_t *c)
             return false;
         }
         int64_t token_id = 0;
+        uint64_t epoch = hk_auth_cache_epoch(&c->app->auth_cache);
         int rc = hk_store_token_lookup(c->app->store, hash, &c->user_id, &token_id);
         if (rc == HK_ENOTFOUND) {
             hk_api_error(c, 401, "invalid API key");
@@ -343,7 +346,7 @@ static bool authenticate(hk_ctx_t *c)
             hk_api_store_error(c, rc, "authentication");
             return false;
         }
-        hk_auth_cache_put(&c->app->auth_cache, hash, c->user_id, token_id);
+        hk_auth_cache_put(&c->app->auth_cache, epoch, hash, c->user_id, token_id);
         hk_api_note_token_use(c->app, token_id);
     }
     return true;

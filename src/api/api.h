@@ -49,10 +49,10 @@ typedef struct hk_app_s {
      * frees with hk_store_free_segments) and *completed with NULL or n flags (caller frees). */
     int (*live_segments)(struct hk_app_s *app, int64_t meeting_id, hk_segment_t **out,
                          bool **completed, size_t *n);
-    hk_bus_t *bus;                /* meeting events → /ws subscribers and ingest sessions */
-    hk_collector_t *collector;    /* live transcripts (loop thread; snapshots from any thread) */
-    hk_asr_engine_t *asr;         /* the recogniser pool; NULL when disabled */
-    struct hk_bot_runner_s *bots; /* meeting bots (child processes); loop thread + its API */
+    hk_bus_t *bus;                 /* meeting events → /ws subscribers and ingest sessions */
+    hk_collector_t *collector;     /* live transcripts (loop thread; snapshots from any thread) */
+    hk_asr_engine_t *asr;          /* the recogniser pool; NULL when disabled */
+    struct hk_bot_runner_s *bots;  /* meeting bots (child processes); loop thread + its API */
     struct hk_webhook_s *webhooks; /* webhook delivery engine, for its counters (loop thread) */
 } hk_app_t;
 

@@ -26,6 +26,7 @@ int hk_auth_cache_init(hk_auth_cache_t *c)
 {
     c->slots = calloc(HK_AUTH_SLOTS, sizeof(*c->slots));
     c->used = 0;
+    c->epoch = 0;
     if (!c->slots)
         return HK_ENOMEM;
     pthread_mutex_init(&c->mu, NULL);
@@ -68,9 +69,22 @@ bool hk_auth_cache_get(hk_auth_cache_t *c, const char *hash_hex, int64_t *user_i
     return found;
 }
 
-void hk_auth_cache_put(hk_auth_cache_t *c, const char *hash_hex, int64_t user_id, int64_t token_id)
+uint64_t hk_auth_cache_epoch(hk_auth_cache_t *c)
 {
     pthread_mutex_lock(&c->mu);
+    uint64_t e = c->epoch;
+    pthread_mutex_unlock(&c->mu);
+    return e;
+}
+
+void hk_auth_cache_put(hk_auth_cache_t *c, uint64_t epoch, const char *hash_hex, int64_t user_id,
+                       int64_t token_id)
+{
+    pthread_mutex_lock(&c->mu);
+    if (epoch != c->epoch) {
+        pthread_mutex_unlock(&c->mu);
+        return;
+    }
     if (c->used >= HK_AUTH_SLOTS / 2) {
         memset(c->slots, 0, HK_AUTH_SLOTS * sizeof(*c->slots));
         c->used = 0;
@@ -91,6 +105,7 @@ void hk_auth_cache_forget_token(hk_auth_cache_t *c, int64_t token_id)
     /* Deleting from an open-addressed table would break probe chains; token deletion is rare,
      * so forget everything instead. */
     pthread_mutex_lock(&c->mu);
+    c->epoch++;
     for (size_t i = 0; i < HK_AUTH_SLOTS; i++) {
         if (c->slots[i].hash[0] && c->slots[i].token_id == token_id) {
             memset(c->slots, 0, HK_AUTH_SLOTS * sizeof(*c->slots));

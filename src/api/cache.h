@@ -12,6 +12,7 @@ typedef struct {
     pthread_mutex_t mu;
     struct hk_auth_slot_s *slots; /* HK_AUTH_SLOTS entries */
     size_t used;
+    uint64_t epoch; /* moved by every forget: a put from a lookup that began before is dropped */
 } hk_auth_cache_t;
 
 typedef struct {
@@ -25,9 +26,14 @@ void hk_auth_cache_dispose(hk_auth_cache_t *c);
 /* Looks up a SHA-256 hex digest: true and ids when known. */
 bool hk_auth_cache_get(hk_auth_cache_t *c, const char *hash_hex, int64_t *user_id,
                        int64_t *token_id);
-/* Remembers a digest the store resolved. When the table is half full it is emptied first. */
-void hk_auth_cache_put(hk_auth_cache_t *c, const char *hash_hex, int64_t user_id, int64_t token_id);
-/* Forgets every digest of a token (call before answering a token deletion). */
+/* Read before a store lookup whose result may be put: see hk_auth_cache_put. */
+uint64_t hk_auth_cache_epoch(hk_auth_cache_t *c);
+/* Remembers a digest the store resolved, unless a token was forgotten since `epoch` was read (the
+ * lookup may have seen that token before its deletion committed: caching it would keep a deleted
+ * token working). When the table is half full it is emptied first. */
+void hk_auth_cache_put(hk_auth_cache_t *c, uint64_t epoch, const char *hash_hex, int64_t user_id,
+                       int64_t token_id);
+/* Forgets every digest of a token (call after the deletion committed, before answering). */
 void hk_auth_cache_forget_token(hk_auth_cache_t *c, int64_t token_id);
 
 /* Response cache keyed by (user, kind, a, b): `kind` names the resource, a/b its parameters. */

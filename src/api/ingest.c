@@ -23,10 +23,10 @@
 typedef enum { S_CONFIG, S_VERIFYING, S_RUNNING, S_FINISHING, S_DONE } state_t;
 
 /* Caps on client-given strings (bytes): they are kept in memory and stored with every segment. */
-#define MAX_TEXT_BYTES 10000   /* a segment's text */
-#define MAX_NAME_BYTES 256     /* a participant's or segment's speaker name */
-#define MAX_LANGUAGE_BYTES 16  /* a segment's language tag */
-#define MAX_TIME_S 10000000     /* a segment's end, seconds into its session (~115 days) */
+#define MAX_TEXT_BYTES 10000  /* a segment's text */
+#define MAX_NAME_BYTES 256    /* a participant's or segment's speaker name */
+#define MAX_LANGUAGE_BYTES 16 /* a segment's language tag */
+#define MAX_TIME_S 10000000   /* a segment's end, seconds into its session (~115 days) */
 
 typedef struct meeting_rt_s meeting_rt_t;
 typedef struct ingest_s ingest_t;
@@ -42,7 +42,7 @@ struct meeting_rt_s {
     bool idle_armed;
     bool idle_deferred; /* the idle timeout passed while a session was verifying */
     bool ended;         /* completed (idle) or reached a final status (bus): admit no one */
-    bool bot; /* a bot meeting: its runner, not an idle timer, ends it */
+    bool bot;           /* a bot meeting: its runner, not an idle timer, ends it */
     bool closing;
     hk_bus_sub_t *sub;
     uv_work_t work;
@@ -78,7 +78,7 @@ struct ingest_s {
     double offset_s; /* this session's first sample on the meeting timeline */
     bool origin_set; /* offset_s is fixed (at the first audio or timestamped message) */
     int pending;     /* work items in flight: the struct lives until 0 and the ws is gone */
-    bool verifying;  /* the verify work owns `work` and session_id (state may be S_DONE meanwhile) */
+    bool verifying; /* the verify work owns `work` and session_id (state may be S_DONE meanwhile) */
     meeting_rt_t *vrt; /* while verifying: the meeting it counts in (nverifying) */
     bool ws_gone;
     bool session_ended;
@@ -658,8 +658,9 @@ static void on_speaker(ingest_t *in, json_t *payload)
         return;
     }
     if (strlen(name) > MAX_NAME_BYTES) {
-        fail(in, HK_WS_CLOSE_POLICY, "invalid speaker_activity payload: participant_name over "
-                                     HK_STR(MAX_NAME_BYTES) " bytes");
+        fail(in, HK_WS_CLOSE_POLICY,
+             "invalid speaker_activity payload: participant_name over " HK_STR(
+                 MAX_NAME_BYTES) " bytes");
         return;
     }
     fix_origin(in);
@@ -813,9 +814,10 @@ static void on_segments(ingest_t *in, json_t *arr)
         if ((json_is_string(sp) && strlen(json_string_value(sp)) > MAX_NAME_BYTES) ||
             (json_is_string(lg) && strlen(json_string_value(lg)) > MAX_LANGUAGE_BYTES)) {
             free(u);
-            fail(in, HK_WS_CLOSE_POLICY,
-                 "invalid segment: speaker over " HK_STR(MAX_NAME_BYTES) " bytes or language over "
-                 HK_STR(MAX_LANGUAGE_BYTES) " bytes");
+            fail(
+                in, HK_WS_CLOSE_POLICY,
+                "invalid segment: speaker over " HK_STR(
+                    MAX_NAME_BYTES) " bytes or language over " HK_STR(MAX_LANGUAGE_BYTES) " bytes");
             return;
         }
         uint32_t seq = ext_seq(in, json_number_value(st));

@@ -596,7 +596,8 @@ static int load(worker_t *w)
     snprintf(hmms, sizeof hmms, "%u", e->cfg.max_hmms_per_frame);
     /* The second (flat-lexicon) pass runs over the whole utterance inside ps_end_utt, so it is
      * on the path from the end of speech to the completed segment: a narrower successor window
-     * and word-exit beam make it ~30% faster at the same word error rate (docs/internals/asr.md). */
+     * and word-exit beam make it ~30% faster at the same word error rate (docs/internals/asr.md).
+     */
     w->config = cmd_ln_init(NULL, ps_args(), TRUE, "-hmm", e->hmm, "-lm", e->lm, "-dict", e->dict,
                             "-vad_postspeech", post, "-maxhmmpf", hmms, "-fwdflatsfwin", "5",
                             "-fwdflatwbeam", "1e-20", NULL);
@@ -840,8 +841,8 @@ int hk_asr_engine_new(uv_loop_t *loop, const hk_asr_config_t *cfg, hk_asr_engine
         c.max_sessions = c.pool_size * 8;
     if (c.pool_size > 256 || c.max_utterance_s < 1 || c.max_utterance_s > 600 ||
         c.endpoint_ms < 20 || c.endpoint_ms > 10000 || c.max_hmms_per_frame < 100 ||
-        c.max_hmms_per_frame > 1000000 ||
-        c.partial_interval_ms > 60000 || c.session_queue_max_s > 3600 || c.queue_max_s > 36000)
+        c.max_hmms_per_frame > 1000000 || c.partial_interval_ms > 60000 ||
+        c.session_queue_max_s > 3600 || c.queue_max_s > 36000)
         return HK_EINVAL;
 
     hk_asr_engine_t *e = calloc(1, sizeof *e);

@@ -29,8 +29,9 @@
  * cap (whole frames only: the in-flight frames finish, then our close frame follows).
  *
  * Memory: the queue is capped (a message is refused once max_queue_bytes less HK_WS_CLOSE_RESERVE
- * are queued before it, so at most the cap plus one message is held), incoming messages are capped by wslay (max_recv_msg_length), the read buffer is fixed.
- * The hk_ws_t and everything it holds are freed once both libuv handles (tcp, timer) have closed.
+ * are queued before it, so at most the cap plus one message is held), incoming messages are capped
+ * by wslay (max_recv_msg_length), the read buffer is fixed. The hk_ws_t and everything it holds are
+ * freed once both libuv handles (tcp, timer) have closed.
  */
 
 #define READ_BUF_SIZE (16 * 1024)
@@ -623,8 +624,8 @@ static void scan_input(hk_ws_t *ws, const unsigned char *p, size_t len)
         if (op == 1 || op == 2)
             ws->scan.msg_len = plen;
         else if (op == 0)
-            ws->scan.msg_len = plen > UINT64_MAX - ws->scan.msg_len ? UINT64_MAX
-                                                                     : ws->scan.msg_len + plen;
+            ws->scan.msg_len =
+                plen > UINT64_MAX - ws->scan.msg_len ? UINT64_MAX : ws->scan.msg_len + plen;
         if (op <= 2 && ws->scan.msg_len > ws->cfg.max_message_bytes) {
             ws->scan.over = true;
             if (ws->cfg.on_too_big)

@@ -60,20 +60,20 @@ typedef void (*hk_ws_close_cb)(hk_ws_t *ws, uint16_t code, const char *reason);
 typedef void (*hk_ws_too_big_cb)(hk_ws_t *ws, uint64_t len);
 
 typedef struct {
-    size_t max_message_bytes;  /* largest incoming message (all fragments); over it: close 1009.
-                                  0 = 1 MiB. Peak memory per connection is about twice this. */
-    size_t max_queue_bytes;    /* outgoing bytes not yet handed to the kernel; a send when more
-                                  than this is queued already closes the connection with 1008
-                                  "slow consumer" (so at most this plus one message is held).
-                                  0 = 4 MiB; at least HK_WS_MIN_QUEUE_BYTES. */
-    uint64_t ping_interval_ms; /* ping a client silent for this long; no sign of life within two
-                                  intervals after a ping: connection dropped (1006). 0 = never. */
-    uint64_t close_timeout_ms; /* bound on the close handshake and lingering close; 0 = 5000 */
-    hk_ws_data_cb on_text;     /* NULL: text messages are ignored */
-    hk_ws_data_cb on_binary;   /* NULL: binary messages are ignored */
-    hk_ws_close_cb on_close;   /* may be NULL */
+    size_t max_message_bytes;    /* largest incoming message (all fragments); over it: close 1009.
+                                    0 = 1 MiB. Peak memory per connection is about twice this. */
+    size_t max_queue_bytes;      /* outgoing bytes not yet handed to the kernel; a send when more
+                                    than this is queued already closes the connection with 1008
+                                    "slow consumer" (so at most this plus one message is held).
+                                    0 = 4 MiB; at least HK_WS_MIN_QUEUE_BYTES. */
+    uint64_t ping_interval_ms;   /* ping a client silent for this long; no sign of life within two
+                                    intervals after a ping: connection dropped (1006). 0 = never. */
+    uint64_t close_timeout_ms;   /* bound on the close handshake and lingering close; 0 = 5000 */
+    hk_ws_data_cb on_text;       /* NULL: text messages are ignored */
+    hk_ws_data_cb on_binary;     /* NULL: binary messages are ignored */
+    hk_ws_close_cb on_close;     /* may be NULL */
     hk_ws_too_big_cb on_too_big; /* may be NULL */
-    void *data;                /* initial hk_ws_get_data() value */
+    void *data;                  /* initial hk_ws_get_data() value */
 } hk_ws_config_t;
 
 /*

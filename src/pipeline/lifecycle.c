@@ -208,8 +208,7 @@ int hk_lifecycle_transition(hk_store_t *store, int64_t id, const char *to, const
 }
 
 int hk_lifecycle_transition_ex(hk_store_t *store, int64_t id, const char *to, const char *reason,
-                               const char *source, const hk_transition_opts_t *o,
-                               hk_meeting_t *out)
+                               const char *source, const hk_transition_opts_t *o, hk_meeting_t *out)
 {
     int64_t start_ms = o ? o->start_ms : 0;
     for (int attempt = 0; attempt < 8; attempt++) {

@@ -45,9 +45,9 @@ typedef struct hk_store_backend_s {
     int (*meeting_set_data)(void *impl, int64_t id, int64_t expect_updated_at, const json_t *data,
                             hk_meeting_t *out);
     int (*meeting_set_status)(void *impl, int64_t id, const char *expect_status,
-                              int64_t expect_updated_at, const char *new_status, const json_t *data, int64_t start_time,
-                              int64_t end_time, const hk_store_events_t *ev, int *armed,
-                              hk_meeting_t *out);
+                              int64_t expect_updated_at, const char *new_status, const json_t *data,
+                              int64_t start_time, int64_t end_time, const hk_store_events_t *ev,
+                              int *armed, hk_meeting_t *out);
     int (*meeting_purge)(void *impl, int64_t id, int64_t expect_updated_at, const json_t *data);
 
     int (*session_create)(void *impl, int64_t meeting_id, const char *uid, int64_t started_at,

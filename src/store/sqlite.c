@@ -1306,9 +1306,9 @@ static int sq_meeting_set_data(void *impl, int64_t id, int64_t expect_updated_at
     conn_t *c = acquire(S);
     int rc = tx_begin(c, op);
     if (rc == 0) {
-        rc = exec_stmt(c, ST_MEETING_SET_DATA, op,
-                       PARAMS(P_I64(id), P_JSON(data), P_I64(hk_time_now_ms()),
-                              P_I64(expect_updated_at)));
+        rc = exec_stmt(
+            c, ST_MEETING_SET_DATA, op,
+            PARAMS(P_I64(id), P_JSON(data), P_I64(hk_time_now_ms()), P_I64(expect_updated_at)));
         if (rc == 0 && sqlite3_changes(c->db) == 0) {
             bool terminal; /* no such meeting, or written since the caller read it */
             rc = meeting_status_c(c, id, &terminal, op);
@@ -1705,8 +1705,7 @@ static int sq_webhook_reset_sending(void *impl, int64_t *n)
     return rc;
 }
 
-static int sq_webhook_prune(void *impl, int64_t before_ms, int64_t *deliveries,
-                            int64_t *events)
+static int sq_webhook_prune(void *impl, int64_t before_ms, int64_t *deliveries, int64_t *events)
 {
     static const char op[] = "webhook_prune";
     sqlite_store_t *S = impl;

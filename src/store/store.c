@@ -423,8 +423,7 @@ int hk_store_meeting_set_status_ev(hk_store_t *s, int64_t id, const char *expect
     return rc;
 }
 
-int hk_store_meeting_purge(hk_store_t *s, int64_t id, int64_t expect_updated_at,
-                           const json_t *data)
+int hk_store_meeting_purge(hk_store_t *s, int64_t id, int64_t expect_updated_at, const json_t *data)
 {
     if (s == NULL || !obj_or_null(data))
         return HK_EINVAL;
@@ -628,8 +627,7 @@ int hk_store_webhook_record(hk_store_t *s, const hk_delivery_result_t *v, size_t
     return s->be->webhook_record(s->impl, v, n);
 }
 
-int hk_store_webhook_prune(hk_store_t *s, int64_t before_ms, int64_t *deliveries,
-                           int64_t *events)
+int hk_store_webhook_prune(hk_store_t *s, int64_t before_ms, int64_t *deliveries, int64_t *events)
 {
     int64_t d = 0, e = 0;
     if (deliveries)

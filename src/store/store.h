@@ -320,7 +320,6 @@ int hk_store_webhook_reset_sending(hk_store_t *s, int64_t *n);
 /* Retention: deletes finished deliveries (delivered or failed) last updated before `before_ms`,
  * then events created before it that no delivery refers to any more. Open deliveries and their
  * events are kept whatever their age. *deliveries / *events (may be NULL) receive the counts. */
-int hk_store_webhook_prune(hk_store_t *s, int64_t before_ms, int64_t *deliveries,
-                           int64_t *events);
+int hk_store_webhook_prune(hk_store_t *s, int64_t before_ms, int64_t *deliveries, int64_t *events);
 
 #endif

@@ -293,8 +293,7 @@ static void test_speakers(void **state)
 {
     (void)state;
     hk_segment_view_t v[3] = {
-        seg("a", 1.0, 2.0, "hi", "\r\n\t"),
-        seg("b", 3.0, 4.0, "yo", "a>b"),
+        seg("a", 1.0, 2.0, "hi", "\r\n\t"), seg("b", 3.0, 4.0, "yo", "a>b"),
         seg("c", 5.0, 6.0, "ok", "Mallory--"), /* "<v Mallory-->" would end the cue */
     };
     hk_transcript_t t = {v, 3};

@@ -458,12 +458,12 @@ static void test_meeting_set_status_cas(void **state)
     assert_true(json_equal(m.data, d3)); /* the stale write changed nothing */
     hk_meeting_dispose(&m);
     /* a status move derived from a stale read conflicts too, and a data write then sees it */
-    assert_int_equal(hk_store_meeting_set_status_ev(s, id, "completed", v1, "failed", d2, 0, 0,
-                                                    NULL, NULL),
-                     HK_ECONFLICT);
-    assert_int_equal(hk_store_meeting_set_status_ev(s, id, "completed", v2, "failed", NULL, 0, 0,
-                                                    NULL, &m),
-                     0); /* the version read is current: it goes through */
+    assert_int_equal(
+        hk_store_meeting_set_status_ev(s, id, "completed", v1, "failed", d2, 0, 0, NULL, NULL),
+        HK_ECONFLICT);
+    assert_int_equal(
+        hk_store_meeting_set_status_ev(s, id, "completed", v2, "failed", NULL, 0, 0, NULL, &m),
+        0); /* the version read is current: it goes through */
     assert_string_equal(m.status, "failed");
     assert_true(json_equal(m.data, d3));
     assert_true(m.updated_at > v2);
