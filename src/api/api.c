@@ -114,8 +114,11 @@ int hk_api_query_int(hk_ctx_t *c, const char *key, long long min, long long max,
     }
     char *end = NULL;
     errno = 0;
-    long long v = rc == 0 && buf[0] ? strtoll(buf, &end, 10) : 0;
-    if (rc != 0 || !buf[0] || errno || *end || v < min || v > max) {
+    /* digits with an optional '-': strtoll would also take leading blanks and a '+' */
+    bool plain = rc == 0 && (buf[0] == '-' ? buf[1] >= '0' && buf[1] <= '9'
+                                           : buf[0] >= '0' && buf[0] <= '9');
+    long long v = plain ? strtoll(buf, &end, 10) : 0;
+    if (!plain || errno || *end || v < min || v > max) {
         hk_api_error(c, 422, "%s: must be an integer from %lld to %lld", key, min, max);
         return HK_EINVAL;
     }

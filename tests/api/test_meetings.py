@@ -75,7 +75,8 @@ def test_list_default_limit_50(server):
 
 @pytest.mark.parametrize("query,name", [
     ("limit=0", "limit"), ("limit=101", "limit"), ("limit=-5", "limit"), ("limit=ten", "limit"),
-    ("limit=2.0", "limit"), ("limit=99999999999999999999", "limit"),
+    ("limit=2.0", "limit"), ("limit=99999999999999999999", "limit"), ("limit=%2B5", "limit"),
+    ("limit=%205", "limit"), ("limit=", "limit"),
     ("cursor=not-a-cursor!!", "cursor"), ("cursor=%00%ff", "cursor"), ("cursor=" + "A" * 300,
                                                                         "cursor"),
 ])
