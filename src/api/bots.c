@@ -66,7 +66,8 @@ static int check_language_task(hk_ctx_t *c, const char **language, const char **
     return 0;
 }
 
-/* Janus rooms are numbered (a 64-bit unsigned integer). */
+/* Janus rooms are numbered. Janus' API carries them as JSON integers, which jansson (Janus' and
+ * ours) holds as signed 64-bit: 1 .. 2^63-1 (a larger one would be sent negative). */
 static bool janus_room_valid(const char *s)
 {
     if (!*s || strlen(s) > 19 || *s == '0')
@@ -76,7 +77,7 @@ static bool janus_room_valid(const char *s)
             return false;
     errno = 0;
     unsigned long long v = strtoull(s, NULL, 10);
-    return errno == 0 && v > 0;
+    return errno == 0 && v > 0 && v <= (unsigned long long)INT64_MAX;
 }
 
 /* The Janus HTTP API base URL: http(s)://host[:port][/path], no spaces, quotes or controls. */

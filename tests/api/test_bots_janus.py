@@ -175,6 +175,8 @@ def test_janus_bot_validation(make_server, janus):
     _, token = server.new_user()
     for body, field in [
         (bot_body(janus, "room-a"), "native_meeting_id"),
+        # Janus carries room ids as signed 64-bit JSON integers: 2^63 would be sent negative
+        (bot_body(janus, "9223372036854775808"), "native_meeting_id"),
         (bot_body(janus, 1234, meeting_url="ftp://x/janus"), "meeting_url"),
         ({"platform": "janus", "native_meeting_id": "1234"}, "meeting_url"),
     ]:
