@@ -354,8 +354,21 @@ static void reconfigure_bot(hk_ctx_t *c)
         hk_api_error(c, 400, "nothing to change: send language and/or task");
         return;
     }
+    const char *key;
+    json_t *val;
+    json_object_foreach(c->body, key, val)
+    {
+        if (strcmp(key, "language") != 0 && strcmp(key, "task") != 0) {
+            hk_api_error(c, 422, "%.80s: unknown field (allowed: language, task)", key);
+            return;
+        }
+    }
     if (check_language_task(c, &language, &task))
         return;
+    if (!language && !task) {
+        hk_api_error(c, 400, "nothing to change: send language and/or task");
+        return;
+    }
     hk_meeting_t m;
     if (hk_api_find_meeting(c, &m))
         return;

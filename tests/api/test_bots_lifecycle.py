@@ -295,6 +295,8 @@ def test_reconfigure_reaches_the_bot(make_server, janus):
     err(server.request("PUT", path, headers=uh(token), json={"task": "translate"}), 422,
         "task", "supported: transcribe")
     err(server.request("PUT", path, headers=uh(token), json={}), 400)
+    err(server.request("PUT", path, headers=uh(token), json={"language": None}), 400, "nothing")
+    err(server.request("PUT", path, headers=uh(token), json={"junk": 1}), 422, "junk")
     err(server.request("PUT", "/bots/janus/999/config", headers=uh(token),
                        json={"language": "en"}), 404)
     assert "action=reconfigure" not in server.log()
