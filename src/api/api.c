@@ -367,6 +367,20 @@ static bool parse_body(hk_ctx_t *c)
         hk_api_error(c, 415, "Content-Type must be application/json");
         return false;
     }
+    /* JSON is UTF-8 (RFC 8259): a charset parameter naming anything else is refused, not read as
+     * UTF-8 */
+    const char *cs = strcasestr(ct + n, "charset=");
+    if (cs) {
+        cs += 8;
+        if (*cs == '"')
+            cs++;
+        size_t m = strcspn(cs, "\"; \t");
+        if (!((m == 5 && strncasecmp(cs, "utf-8", 5) == 0) ||
+              (m == 4 && strncasecmp(cs, "utf8", 4) == 0))) {
+            hk_api_error(c, 415, "Content-Type charset must be utf-8");
+            return false;
+        }
+    }
     char detail[300];
     int rc = hk_json_parse_object(req->body, req->body_len, &c->body, detail, sizeof(detail));
     if (rc) {

@@ -96,7 +96,8 @@ def test_nul_in_strings_no_5xx(server, user):
 
 @pytest.mark.parametrize("ctype", ["text/plain", "application/x-www-form-urlencoded",
                                    "multipart/form-data; boundary=x", "application/xml",
-                                   "application/jsonx"])
+                                   "application/jsonx", "application/json; charset=utf-16",
+                                   "application/json; charset=\"latin1\""])
 def test_wrong_content_type_415(server, user, ctype):
     _, token = user
     body = b'{"email": "ct@example.com"}'
@@ -119,7 +120,8 @@ def test_missing_content_type_with_body_415(server):
 
 
 @pytest.mark.parametrize("ctype", ["application/json; charset=utf-8", "application/json;charset=UTF-8",
-                                   "Application/JSON"])
+                                   "Application/JSON", "application/json; charset=\"utf-8\"",
+                                   "application/json; charset=utf8"])
 def test_json_content_type_variants_accepted(server, ctype):
     r = server.admin("POST", "/admin/users", data=('{"email": "%s@example.com"}' % uniq()).encode(),
                      headers={"Content-Type": ctype})
