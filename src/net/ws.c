@@ -10,6 +10,7 @@
 #include <wslay/wslay.h>
 
 #include "core/log.h"
+#include "core/json.h"
 
 /*
  * Design (the full state machine is in docs/internals/websocket.md):
@@ -462,24 +463,19 @@ static ssize_t send_callback(wslay_event_context_ptr ctx, const uint8_t *data, s
 {
     (void)flags;
     hk_ws_t *ws = user;
-    static const uint8_t empty_close[] = {0x88, 0x00};
+    size_t taken = len; /* what wslay is told was sent */
+    static const uint8_t empty_close[] = {0x88, 0x00}, close_1002[] = {0x88, 0x02, 0x03, 0xEA};
     if (ws->bad_close && len == sizeof(empty_close) && memcmp(data, empty_close, len) == 0) {
         /* wslay closes a protocol error (a fragmented or oversized control frame, a close with
          * a 1-byte body) without a status code: say 1002, as RFC 6455 asks */
-        static const uint8_t close_1002[] = {0x88, 0x02, 0x03, 0xEA};
         data = close_1002;
         len = sizeof(close_1002);
-        if (ws->state != WS_CLOSED && append_owned(ws, data, len)) {
-            wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-            return -1;
-        }
-        return (ssize_t)sizeof(empty_close);
     }
     if (ws->state != WS_CLOSED && append_owned(ws, data, len)) {
         wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
     }
-    return (ssize_t)len;
+    return (ssize_t)taken;
 }
 
 static void set_close(hk_ws_t *ws, uint16_t code, const char *reason, size_t reason_len)
@@ -643,7 +639,7 @@ static void process_input(hk_ws_t *ws, const char *data, size_t len)
     if (ws->state == WS_CLOSED || ws->shutdown_sent || !wslay_event_get_read_enabled(ws->ctx))
         return; /* lingering close: discard */
     scan_input(ws, (const unsigned char *)data, len);
-    if (ws->state != WS_OPEN && ws->state != WS_CLOSING)
+    if (ws->state == WS_CLOSED) /* on_too_big may have closed it */
         return;
     ws->in = (const unsigned char *)data;
     ws->in_len = len;
@@ -958,12 +954,7 @@ static void start_close(hk_ws_t *ws, uint16_t code, const char *reason)
         return;
     if (!sendable_code(code))
         code = HK_WS_CLOSE_NORMAL;
-    size_t rlen = reason ? strlen(reason) : 0;
-    if (rlen > MAX_REASON) {
-        rlen = MAX_REASON;
-        while (rlen && ((unsigned char)reason[rlen] & 0xC0) == 0x80)
-            rlen--; /* do not cut a UTF-8 sequence */
-    }
+    size_t rlen = reason ? hk_utf8_prefix(reason, MAX_REASON) : 0; /* whole characters */
     set_close(ws, code, reason ? reason : "", rlen);
     if (wslay_event_queue_close(ws->ctx, code, (const uint8_t *)reason, rlen) != 0) {
         close_handles(ws);
