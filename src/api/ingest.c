@@ -122,12 +122,18 @@ static void send_status(ingest_t *in, const char *status, const char *message)
     send_json(in, o);
 }
 
-/* Ends the session with an ERROR frame and a close; nothing else is affected. */
-static void fail(ingest_t *in, uint16_t code, const char *message)
+/* Logs why the session is refused and tells the client with an ERROR frame. */
+static void report_reject(ingest_t *in, const char *message)
 {
     hk_log_info("ingest", "meeting_id=%lld uid=%s op=reject reason=\"%s\"",
                 (long long)in->meeting_id, in->uid[0] ? in->uid : "-", message);
     send_status(in, "ERROR", message);
+}
+
+/* Ends the session with an ERROR frame and a close; nothing else is affected. */
+static void fail(ingest_t *in, uint16_t code, const char *message)
+{
+    report_reject(in, message);
     in->state = S_DONE;
     if (in->ws)
         hk_ws_close(in->ws, code, message);
@@ -941,9 +947,7 @@ static void on_too_big(hk_ws_t *ws, uint64_t len)
     char msg[96];
     snprintf(msg, sizeof(msg), "message of %llu bytes is over the cap (max_ws_message_bytes %zu)",
              (unsigned long long)len, in->app->cfg->max_ws_message_bytes);
-    hk_log_info("ingest", "meeting_id=%lld uid=%s op=reject reason=\"%s\"",
-                (long long)in->meeting_id, in->uid[0] ? in->uid : "-", msg);
-    send_status(in, "ERROR", msg);
+    report_reject(in, msg); /* ws.c closes with 1009 right after */
 }
 
 static void on_close(hk_ws_t *ws, uint16_t code, const char *reason)
