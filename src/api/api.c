@@ -181,27 +181,31 @@ int hk_api_find_meeting(hk_ctx_t *c, hk_meeting_t *m)
     return 0;
 }
 
-int hk_api_merge_meeting_data(hk_app_t *app, int64_t id, const json_t *patch, hk_meeting_t *out)
+int hk_api_merge_meeting_data(hk_app_t *app, const hk_meeting_t *m, const json_t *patch,
+                              hk_meeting_t *out)
 {
-    for (int attempt = 0; attempt < 8; attempt++) {
-        hk_meeting_t m;
-        int rc = hk_store_meeting_get(app->store, -1, id, &m);
-        if (rc)
-            return rc;
-        if (json_is_true(json_object_get(m.data, "deleted"))) {
-            hk_meeting_dispose(&m);
-            return HK_ESTATE;
+    hk_meeting_t fresh = {0};
+    const hk_meeting_t *cur = m; /* the caller's read first, then re-reads after a conflict */
+    int rc = HK_ECONFLICT;
+    for (int attempt = 0; attempt < 8 && rc == HK_ECONFLICT; attempt++) {
+        if (attempt > 0) {
+            hk_meeting_dispose(&fresh);
+            if ((rc = hk_store_meeting_get(app->store, -1, m->id, &fresh)) != 0)
+                break;
+            cur = &fresh;
         }
-        json_t *data = json_deep_copy(m.data);
+        if (json_is_true(json_object_get(cur->data, "deleted"))) {
+            rc = HK_ESTATE;
+            break;
+        }
+        json_t *data = json_deep_copy(cur->data);
         rc = data ? json_object_update(data, (json_t *)patch) : -1;
-        rc = rc == 0 ? hk_store_meeting_set_data(app->store, id, m.updated_at, data, out)
+        rc = rc == 0 ? hk_store_meeting_set_data(app->store, m->id, cur->updated_at, data, out)
                      : HK_ENOMEM;
         json_decref(data);
-        hk_meeting_dispose(&m);
-        if (rc != HK_ECONFLICT)
-            return rc;
     }
-    return HK_ECONFLICT;
+    hk_meeting_dispose(&fresh);
+    return rc;
 }
 
 json_t *hk_api_meeting_json(const hk_app_t *app, const hk_meeting_t *m)

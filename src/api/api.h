@@ -134,12 +134,14 @@ int hk_api_parse_id(const char *s, int64_t *out);
 int hk_api_find_meeting(hk_ctx_t *c, hk_meeting_t *m);
 
 /*
- * Sets the top-level keys of `patch` in meeting id's data, against the data as stored now: a
- * status transition (or another change) written meanwhile is kept, not overwritten (the write is
- * a compare-and-set on updated_at, retried). HK_ESTATE when the meeting's data was deleted.
- * Fills *out (may be NULL).
+ * Sets the top-level keys of `patch` in meeting m's data (m: the meeting as the caller read it),
+ * against the data as stored: a status transition (or another change) written since is kept, not
+ * overwritten (the write is a compare-and-set on updated_at; on a conflict the meeting is read
+ * again and the patch re-applied). HK_ESTATE when the meeting's data was deleted. Fills *out
+ * (may be NULL).
  */
-int hk_api_merge_meeting_data(hk_app_t *app, int64_t id, const json_t *patch, hk_meeting_t *out);
+int hk_api_merge_meeting_data(hk_app_t *app, const hk_meeting_t *m, const json_t *patch,
+                              hk_meeting_t *out);
 
 /* The public JSON form of a meeting. New reference. */
 json_t *hk_api_meeting_json(const hk_app_t *app, const hk_meeting_t *m);

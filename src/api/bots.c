@@ -384,7 +384,7 @@ static void reconfigure_bot(hk_ctx_t *c)
         json_array_append_new(langs, json_string(language));
         json_object_set_new(patch, "languages", langs);
     }
-    int rc = hk_api_merge_meeting_data(c->app, m.id, patch, NULL);
+    int rc = hk_api_merge_meeting_data(c->app, &m, patch, NULL);
     json_decref(patch);
     if (rc == 0 && c->app->bots && hk_bot_runner_pid(c->app->bots, m.id) >= 0) {
         /* The bot starts a new audio session with the new settings. */

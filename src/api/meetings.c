@@ -140,7 +140,7 @@ static void patch_meeting(hk_ctx_t *c)
     if (hk_api_find_meeting(c, &m))
         return;
     hk_meeting_t out;
-    int rc = hk_api_merge_meeting_data(c->app, m.id, patch, &out);
+    int rc = hk_api_merge_meeting_data(c->app, &m, patch, &out);
     hk_meeting_dispose(&m);
     if (rc == HK_ESTATE) {
         hk_api_error(c, 409, "meeting data was deleted");
