@@ -22,6 +22,12 @@ def transcript(server, token, native_id, fmt=None):
     return r.json() if fmt is None else r.text
 
 
+def stored_transcript(server, token, native_id):
+    """Waits until the meeting's JSON transcript has a segment; returns it."""
+    return wait_for(lambda: (lambda j: j if j["segments"] else None)(
+        transcript(server, token, native_id)), what="a stored segment")
+
+
 def meeting(server, token, mid):
     r = server.request("GET", "/meetings/%d" % mid, headers=uh(token))
     assert r.status_code == 200
@@ -99,8 +105,7 @@ def test_session_times_count_from_its_first_audio(make_server):
         await asyncio.wait_for(ws.wait_closed(), 10)
 
     run(scenario())
-    t = wait_for(lambda: (lambda j: j if j["segments"] else None)(
-        transcript(server, token, native)), what="the stored segment")
+    t = stored_transcript(server, token, native)
     start = t["segments"][0]["start"]
     # ~1.0 (first audio); 0 would be the connection, ~2.0 the segments message
     assert 0.8 <= start < 1.8, t
@@ -163,8 +168,7 @@ def test_bad_ingest_input_gets_error_and_close_others_untouched(make_server):
         await asyncio.wait_for(keep.wait_closed(), 10)
 
     run(scenario())
-    t = wait_for(lambda: (lambda j: j if j["segments"] else None)(
-        transcript(server, token, good["native_meeting_id"])), what="stored segment")
+    t = stored_transcript(server, token, good["native_meeting_id"])
     assert t["segments"][0]["text"] == "still here"
 
 
@@ -469,8 +473,7 @@ def test_malformed_session_messages_end_only_that_session(make_server, frame, wa
         await asyncio.wait_for(keep.wait_closed(), 10)
 
     run(scenario())
-    t = wait_for(lambda: (lambda j: j if j["segments"] else None)(
-        transcript(server, token, m["native_meeting_id"])), what="stored segment")
+    t = stored_transcript(server, token, m["native_meeting_id"])
     assert [s["text"] for s in t["segments"]] == ["fine"]
 
 
